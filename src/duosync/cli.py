@@ -1,0 +1,222 @@
+"""The ``duosync`` command: a thin shell over the service functions.
+
+Every failure we raise on purpose is a ``DuosyncError``; it is printed as one line
+(plus hint) without a traceback, exit status 2 for configuration errors and 1 for
+the rest. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from duosync import __version__
+from duosync.config import Endpoint
+from duosync.errors import ConfigError, DuosyncError
+from duosync.sandbox import DEFAULT_SERVERS, Sandbox, ServerSpec
+
+DEFAULT_HOME = "~/.duosync"
+
+
+class Context:
+    def __init__(self, home: Path) -> None:
+        self.home = home.expanduser()
+
+
+def _home_default() -> str:
+    return os.environ.get("DUOSYNC_HOME", DEFAULT_HOME)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="duosync")
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=_home_default,
+    show_default="$DUOSYNC_HOME or ~/.duosync",
+    help="Where duosync keeps its metadata store and the default sandbox.",
+)
+@click.pass_context
+def cli(ctx: click.Context, home: Path) -> None:
+    """Data migration and two-way synchronization for MySQL-family databases."""
+    ctx.obj = Context(home)
+
+
+# -- sandbox ---------------------------------------------------------------------------
+
+
+@cli.group()
+def sandbox() -> None:
+    """Throwaway local database servers (2 MariaDB, 1 OceanBase) for demos and tests."""
+
+
+def _sandbox(
+    ctx: Context, directory: Path | None, specs: tuple[ServerSpec, ...] = DEFAULT_SERVERS
+) -> Sandbox:
+    return Sandbox(directory if directory is not None else ctx.home / "sandbox", specs)
+
+
+dir_option = click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Sandbox directory (default: HOME/sandbox).",
+)
+
+
+@sandbox.command("up")
+@dir_option
+@click.option(
+    "--mariadb-ports",
+    default=None,
+    metavar="P1,P2",
+    help="Ports for the two MariaDB servers (default: free ports).",
+)
+@click.option("--oceanbase-port", type=int, default=None, help="Port for OceanBase.")
+@click.option("--no-oceanbase", is_flag=True, help="Start only the MariaDB servers.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=180.0,
+    show_default=True,
+    help="Seconds to wait for every server to answer.",
+)
+@click.pass_obj
+def sandbox_up(
+    ctx: Context,
+    directory: Path | None,
+    mariadb_ports: str | None,
+    oceanbase_port: int | None,
+    no_oceanbase: bool,
+    timeout: float,
+) -> None:
+    """Start the sandbox servers and print their URLs (harmless if already up)."""
+    specs = _specs(mariadb_ports, oceanbase_port, no_oceanbase)
+    box = _sandbox(ctx, directory, specs)
+    started = time.monotonic()
+    statuses = box.up(timeout=timeout)
+    for s in statuses:
+        click.echo(f"{s.name:<12} {s.url}")
+    click.echo(f"sandbox up in {time.monotonic() - started:.1f}s ({box.dir})", err=True)
+
+
+def _specs(
+    mariadb_ports: str | None, oceanbase_port: int | None, no_oceanbase: bool
+) -> tuple[ServerSpec, ...]:
+    ports: list[int] = [0, 0]
+    if mariadb_ports:
+        try:
+            ports = [int(p) for p in mariadb_ports.split(",")]
+        except ValueError:
+            raise ConfigError(
+                f"--mariadb-ports {mariadb_ports!r}: expected two numbers, P1,P2"
+            ) from None
+        if len(ports) != 2 or not all(0 < p < 65536 for p in ports):
+            raise ConfigError(f"--mariadb-ports {mariadb_ports!r}: expected two ports, P1,P2")
+    out = []
+    for spec in DEFAULT_SERVERS:
+        if spec.flavor == "mariadb":
+            out.append(
+                ServerSpec(spec.name, spec.flavor, spec.server_id, ports[spec.server_id - 1])
+            )
+        elif not no_oceanbase:
+            out.append(ServerSpec(spec.name, spec.flavor, spec.server_id, oceanbase_port or 0))
+    return tuple(out)
+
+
+@sandbox.command("status")
+@dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def sandbox_status(ctx: Context, directory: Path | None, as_json: bool) -> None:
+    """Say which sandbox servers run where."""
+    statuses = _sandbox(ctx, directory).status()
+    if as_json:
+        click.echo(json.dumps([s.__dict__ for s in statuses], indent=2))
+        return
+    if not statuses:
+        click.echo("no sandbox servers (run: duosync sandbox up)")
+        return
+    for s in statuses:
+        state = "serving" if s.serving else "running, not answering" if s.running else "stopped"
+        pid = f"pid {s.pid}" if s.pid else ""
+        click.echo(f"{s.name:<12} {s.url:<36} {state:<10} {pid:<11} {s.datadir}")
+
+
+@sandbox.command("down")
+@dir_option
+@click.option("--purge", is_flag=True, help="Also delete the servers' data directories.")
+@click.pass_obj
+def sandbox_down(ctx: Context, directory: Path | None, purge: bool) -> None:
+    """Stop the servers the sandbox started (by pid) and free their ports."""
+    stopped = _sandbox(ctx, directory).down(purge=purge)
+    click.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+# -- inspect ---------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("url")
+@click.option(
+    "--database",
+    "-d",
+    "databases",
+    multiple=True,
+    help="Database to inspect (repeatable; default: the URL's, else all).",
+)
+@click.option(
+    "--password-env",
+    default=None,
+    metavar="NAME",
+    help="Read the password from this environment variable.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
+def inspect(url: str, databases: tuple[str, ...], password_env: str | None, as_json: bool) -> None:
+    """Print the catalog of the endpoint at URL (mysql|mariadb|oceanbase://user@host:port)."""
+    from duosync.service.inspection import inspect_endpoint, render_catalog
+
+    overrides = {"password_env": password_env} if password_env else {}
+    endpoint = Endpoint.from_url(url, **overrides)
+    catalog = inspect_endpoint(endpoint, databases)
+    click.echo(catalog.model_dump_json(indent=2) if as_json else render_catalog(catalog))
+
+
+# -- metadata store --------------------------------------------------------------------
+
+
+@cli.command()
+@click.pass_obj
+def store(ctx: Context) -> None:
+    """Create or upgrade the metadata store and print where it is."""
+    from duosync.service.store import MetadataStore
+
+    with MetadataStore.in_home(ctx.home) as st:
+        click.echo(f"{st.path}  schema version {st.version}  tasks {len(st.list_tasks())}")
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except DuosyncError as exc:
+        click.echo(f"duosync: {exc.kind}: {exc}", err=True)
+        sys.exit(2 if isinstance(exc, ConfigError) else 1)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Endpoint packages, one per database family, and the factory that picks one.
+
+The URL scheme says what the user expects; the server says what it is. They must
+agree on OceanBase versus the rest (the capture method and dialect differ), while
+``mysql://`` for a MariaDB server (or the reverse) is accepted: the server wins.
+"""
+
+from __future__ import annotations
+
+from duosync.config import Endpoint, Flavor
+from duosync.endpoints.mysql.connection import connect, driver_errors, query_all
+from duosync.endpoints.mysql.inspector import MariaDBInspector, MySQLInspector
+from duosync.endpoints.oceanbase.inspector import OceanBaseInspector
+from duosync.errors import ConfigError
+
+
+def detect_flavor(version_string: str, version_comment: str) -> Flavor:
+    """Which family a server belongs to, from ``VERSION()`` and ``@@version_comment``."""
+    text = f"{version_string} {version_comment}".lower()
+    if "oceanbase" in text:
+        return Flavor.OCEANBASE
+    if "mariadb" in text:
+        return Flavor.MARIADB
+    return Flavor.MYSQL
+
+
+def open_inspector(endpoint: Endpoint) -> MySQLInspector:
+    """Connect to *endpoint* and return the inspector for the family it really is."""
+    conn = connect(endpoint)
+    try:
+        with driver_errors(endpoint):
+            row = query_all(conn, "SELECT VERSION() AS v, @@version_comment AS c")[0]
+        flavor = detect_flavor(str(row["v"]), str(row["c"]))
+        if (flavor is Flavor.OCEANBASE) != (endpoint.flavor is Flavor.OCEANBASE):
+            raise ConfigError(
+                f"the URL says {endpoint.flavor.value} but the server is {flavor.value}"
+                f" ({row['v']})",
+                endpoint=endpoint.display,
+                hint=f"use a {flavor.value}:// URL for this server",
+            )
+    except BaseException:
+        conn.close()
+        raise
+    cls = {
+        Flavor.OCEANBASE: OceanBaseInspector,
+        Flavor.MARIADB: MariaDBInspector,
+        Flavor.MYSQL: MySQLInspector,
+    }[flavor]
+    return cls(endpoint, conn)

@@ -1,0 +1,1 @@
+"""OceanBase (MySQL mode) endpoint: what differs from MySQL/MariaDB."""

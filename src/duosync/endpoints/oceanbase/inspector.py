@@ -1,0 +1,103 @@
+"""Catalog inspection for OceanBase in MySQL mode: only what differs from MySQL.
+
+Measured differences (OceanBase 4.3.5 seekdb):
+
+* ``VERSION()`` claims MySQL 5.7.25; the product version is in ``@@version_comment``.
+* ``log_bin`` answers ON, but the server writes no binlog we can read: changes are
+  captured with triggers (capture method ``trigger``).
+* The default global ``time_zone`` is ``+08:00``; we report it and never rely on it
+  (connections pin ``+00:00``, see ``endpoints/mysql/connection.py``).
+* ``SHOW CREATE TABLE`` appends OceanBase-only clauses (ORGANIZATION, COMPRESSION,
+  BLOCK_SIZE, TABLET_SIZE, PCTFREE, column groups); they are not in
+  information_schema, so they are read from there into ``Table.dialect_options``.
+* ``NUMERIC_PRECISION`` of integer columns is the display width; the neutral model
+  carries no precision for integers, so nothing to undo.
+* ``COLUMN_DEFAULT`` of a generated column holds its expression; the model keeps the
+  expression in ``generated`` only.
+"""
+
+from __future__ import annotations
+
+import re
+
+from duosync.core.catalog import ServerInfo
+from duosync.endpoints.mysql.dialect import qualified
+from duosync.endpoints.mysql.inspector import SYSTEM_DATABASES, MySQLInspector
+
+OCEANBASE_SYSTEM_DATABASES = SYSTEM_DATABASES | {"oceanbase", "__recyclebin", "__public"}
+
+# Table options that the neutral model already carries (or that are per-instance
+# state, like the next AUTO_INCREMENT value); everything else is kept verbatim.
+_MODELLED_OPTIONS = {"AUTO_INCREMENT", "DEFAULT CHARSET", "CHARSET", "COLLATE", "COMMENT", "ENGINE"}
+_OPTION = re.compile(
+    r"(?P<cg>WITH\s+COLUMN\s+GROUP\s*\((?P<cgv>[^)]*)\))"
+    r"|(?P<part>PARTITION\s+BY\s+.*)$"
+    r"|(?P<key>[A-Z_]+(?:\s+[A-Z_]+)?)\s*=?\s*(?P<value>'(?:[^']|'')*'|\S+)",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def parse_table_options(create_table: str) -> tuple[tuple[str, str], ...]:
+    """OceanBase-only clauses after the column list of ``SHOW CREATE TABLE`` text."""
+    close = create_table.rfind(")")
+    # The options follow the parenthesis that closes the column list: the last ')'
+    # unless a COLUMN GROUP(...) or a partition clause comes after it.
+    depth = 0
+    end = -1
+    for i, ch in enumerate(create_table):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                end = i
+                break
+    tail = create_table[end + 1 :] if end >= 0 else create_table[close + 1 :]
+    options: list[tuple[str, str]] = []
+    pos = 0
+    while pos < len(tail):
+        m = _OPTION.search(tail, pos)
+        if not m:
+            break
+        pos = m.end()
+        if m.group("cg") is not None:
+            options.append(("COLUMN GROUP", m.group("cgv").strip()))
+        elif m.group("part") is not None:
+            options.append(("PARTITION BY", m.group("part").strip()[len("PARTITION BY") :].strip()))
+        else:
+            key = " ".join(m.group("key").upper().split())
+            if key not in _MODELLED_OPTIONS:
+                options.append((key, m.group("value")))
+    return tuple(options)
+
+
+class OceanBaseInspector(MySQLInspector):
+    """``Inspector`` for OceanBase (MySQL mode)."""
+
+    system_databases = OCEANBASE_SYSTEM_DATABASES
+
+    def server_info(self) -> ServerInfo:
+        row = self._query("SELECT VERSION() AS v, @@version_comment AS c")[0]
+        comment = str(row["c"])
+        m = re.search(r"OceanBase\s+(\d+(?:\.\d+)+)", comment)
+        v = self.variables()
+        return ServerInfo(
+            flavor="oceanbase",
+            version=m.group(1) if m else str(row["v"]),
+            version_string=f"{row['v']} ({comment})",
+            capture="trigger",
+            log_bin=False,
+            binlog_format=None,
+            binlog_row_image=None,
+            binlog_row_metadata=None,
+            gtid_mode=None,
+            gtid_position=None,
+            server_id=int(v["server_id"]) if v.get("server_id") else None,
+            time_zone=v.get("time_zone", "+08:00"),
+            system_time_zone=v.get("system_time_zone"),
+        )
+
+    def _dialect_options(self, database: str, table: str) -> tuple[tuple[str, str], ...]:
+        rows = self._query(f"SHOW CREATE TABLE {qualified(database, table)}")
+        text = str(rows[0]["Create Table"]) if rows else ""
+        return parse_table_options(text)

@@ -1,0 +1,86 @@
+"""One root error for everything duosync raises on purpose.
+
+Callers decide what to do by class, never by parsing messages:
+
+* ``ConfigError``    bad input from the user (spec, URL, option); fix and rerun.
+* ``FatalError``     the task cannot go on (server refuses us, binlog purged, ...).
+* ``RetriableError`` a passing condition (server down, lost connection, lock wait);
+                     the runner may retry with back-off.
+* ``DataError``      one change or row cannot be applied (conflict, bad value); the
+                     task records it and goes on.
+
+Every error carries the context a user needs to act (task, endpoint, table,
+position) and is rendered with it. Endpoint names are always rendered *without*
+password: an error message is a log line, and logs are copied everywhere.
+"""
+
+from __future__ import annotations
+
+
+class DuosyncError(Exception):
+    """Root of every error duosync raises on purpose."""
+
+    #: short word shown in front of the message by the CLI
+    kind = "error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        task: str | None = None,
+        endpoint: str | None = None,
+        table: str | None = None,
+        position: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.task = task
+        self.endpoint = endpoint
+        self.table = table
+        self.position = position
+        self.hint = hint
+
+    def context(self) -> str:
+        parts = [
+            f"{name} {value}"
+            for name, value in (
+                ("task", self.task),
+                ("endpoint", self.endpoint),
+                ("table", self.table),
+                ("position", self.position),
+            )
+            if value
+        ]
+        return ", ".join(parts)
+
+    def __str__(self) -> str:
+        ctx = self.context()
+        text = f"{ctx}: {self.message}" if ctx else self.message
+        if self.hint:
+            text += f" ({self.hint})"
+        return text
+
+
+class ConfigError(DuosyncError):
+    """Invalid user input: a spec field, URL or option. Nothing was changed."""
+
+    kind = "config error"
+
+
+class FatalError(DuosyncError):
+    """The operation cannot continue without a person acting on the cause."""
+
+    kind = "fatal"
+
+
+class RetriableError(DuosyncError):
+    """A condition that may pass by itself: retrying later is reasonable."""
+
+    kind = "retriable"
+
+
+class DataError(DuosyncError):
+    """One row or change cannot be applied; the task records it and continues."""
+
+    kind = "data error"

@@ -1,0 +1,490 @@
+"""Throwaway local database servers for the demo and the tests.
+
+``up`` starts two MariaDB instances (binlog on: ROW format, FULL row image, FULL row
+metadata, GTID strict mode, distinct server ids) and one OceanBase instance from the
+seekdb binary shipped in the ``pylibseekdb`` wheel, each in its own data directory
+under the sandbox directory, and returns when every one answers queries.
+
+State (ports, pids, data dirs) lives in ``<dir>/sandbox.json``. Only processes whose
+pid is recorded there *and* whose command line still names our data directory are
+ever signalled, so a reused pid or a server somebody else started is never touched.
+The servers listen on 127.0.0.1 only and have a passwordless ``root``: they hold
+throwaway data and must never be exposed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pymysql
+
+from duosync.errors import ConfigError, FatalError
+
+STATE_FILE = "sandbox.json"
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """One sandbox server as configured: its name, family and wanted port (0 = any free)."""
+
+    name: str
+    flavor: str  # "mariadb" or "oceanbase"
+    server_id: int
+    port: int = 0
+
+
+DEFAULT_SERVERS: tuple[ServerSpec, ...] = (
+    ServerSpec("mariadb1", "mariadb", 1),
+    ServerSpec("mariadb2", "mariadb", 2),
+    ServerSpec("oceanbase1", "oceanbase", 3),
+)
+
+
+@dataclass
+class ServerState:
+    """A started server as recorded in the state file."""
+
+    name: str
+    flavor: str
+    port: int
+    datadir: str
+    log: str
+    pid: int | None = None
+    started_at: float | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{self.flavor}://root@{HOST}:{self.port}"
+
+
+@dataclass
+class SandboxState:
+    servers: dict[str, ServerState] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    name: str
+    flavor: str
+    url: str
+    pid: int | None
+    running: bool
+    serving: bool
+    datadir: str
+
+
+class Sandbox:
+    """The set of sandbox servers that live under one directory."""
+
+    def __init__(self, directory: Path, specs: Iterable[ServerSpec] = DEFAULT_SERVERS) -> None:
+        self.dir = directory.expanduser().resolve()
+        self.specs = {s.name: s for s in specs}
+
+    # -- state ---------------------------------------------------------------------
+
+    @property
+    def state_path(self) -> Path:
+        return self.dir / STATE_FILE
+
+    def load(self) -> SandboxState:
+        if not self.state_path.exists():
+            return SandboxState()
+        try:
+            raw = json.loads(self.state_path.read_text())
+            return SandboxState({k: ServerState(**v) for k, v in raw["servers"].items()})
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"sandbox state file {self.state_path} is unreadable ({exc})",
+                hint="stop the servers by hand and remove the file",
+            ) from None
+
+    def save(self, state: SandboxState) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(
+            json.dumps({"servers": {k: asdict(v) for k, v in state.servers.items()}}, indent=2)
+        )
+        tmp.replace(self.state_path)  # atomic: a crash never leaves half a state file
+
+    # -- commands ------------------------------------------------------------------
+
+    def up(self, timeout: float = 180.0) -> list[ServerStatus]:
+        """Start every server that is not already serving; return when all answer."""
+        state = self.load()
+        starting: list[tuple[ServerState, subprocess.Popen[bytes]]] = []
+        try:
+            for spec in self.specs.values():
+                current = state.servers.get(spec.name)
+                if current is not None and _owned_pid_alive(current) and _answers(current.port):
+                    continue  # `up` twice is harmless
+                if current is not None and _owned_pid_alive(current):
+                    # Ours but not answering yet (a previous `up` was interrupted): wait.
+                    starting.append((current, _Adopted(current.pid)))  # type: ignore[arg-type]
+                    continue
+                server = self._prepare(spec, current)
+                proc = self._launch(spec, server)
+                server.pid = proc.pid
+                server.started_at = time.time()
+                state.servers[spec.name] = server
+                self.save(state)  # record the pid at once so `down` can always find it
+                starting.append((server, proc))
+            deadline = time.monotonic() + timeout
+            for server, proc in starting:
+                _wait_serving(server, proc, deadline)
+                if server.flavor == "mariadb":
+                    _configure_mariadb(server)
+        except BaseException:
+            self.save(state)
+            raise
+        return self.status()
+
+    def status(self) -> list[ServerStatus]:
+        state = self.load()
+        out = []
+        for name, s in state.servers.items():
+            alive = _owned_pid_alive(s)
+            out.append(
+                ServerStatus(
+                    name=name,
+                    flavor=s.flavor,
+                    url=s.url,
+                    pid=s.pid if alive else None,
+                    running=alive,
+                    serving=alive and _answers(s.port),
+                    datadir=s.datadir,
+                )
+            )
+        return out
+
+    def down(self, purge: bool = False, timeout: float = 60.0) -> list[str]:
+        """Stop the servers this sandbox started; with *purge*, delete their data too."""
+        state = self.load()
+        stopped: list[str] = []
+        for name, s in state.servers.items():
+            if _owned_pid_alive(s):
+                assert s.pid is not None
+                _terminate(s.pid, timeout)
+                stopped.append(name)
+            _wait_port_free(s.port, 10.0)
+            s.pid = None
+        if purge:
+            for s in state.servers.values():
+                shutil.rmtree(s.datadir, ignore_errors=True)
+            self.state_path.unlink(missing_ok=True)
+        else:
+            self.save(state)
+        return stopped
+
+    # -- starting ------------------------------------------------------------------
+
+    def _prepare(self, spec: ServerSpec, previous: ServerState | None) -> ServerState:
+        datadir = self.dir / spec.name
+        datadir.mkdir(parents=True, exist_ok=True)
+        port = spec.port or (previous.port if previous and _port_free(previous.port) else 0)
+        if port and not _port_free(port):
+            raise ConfigError(
+                f"sandbox server {spec.name}: port {port} is already in use",
+                hint="choose another port or stop what listens there",
+            )
+        port = port or _free_port()
+        log = datadir / ("error.log" if spec.flavor == "mariadb" else "log/seekdb.log")
+        if spec.flavor == "mariadb" and not (datadir / "mysql").is_dir():
+            _install_mariadb(spec, datadir)
+        return ServerState(spec.name, spec.flavor, port, str(datadir), str(log))
+
+    def _launch(self, spec: ServerSpec, server: ServerState) -> subprocess.Popen[bytes]:
+        datadir = Path(server.datadir)
+        env = dict(os.environ)
+        if spec.flavor == "mariadb":
+            cmd = _mariadbd_command(spec, server)
+        else:
+            binary = seekdb_binary()
+            # The wheel ships libaio next to the binary; let the loader find it there.
+            env["LD_LIBRARY_PATH"] = ":".join(
+                p for p in (str(binary.parent), env.get("LD_LIBRARY_PATH", "")) if p
+            )
+            cmd = [
+                str(binary),
+                "--nodaemon",
+                "--port",
+                str(server.port),
+                "--base-dir",
+                str(datadir),
+                "--parameter",
+                "datafile_size=2G",
+                "--parameter",
+                "log_disk_size=2G",
+                "--parameter",
+                "memory_limit=3G",
+            ]
+        console = open(datadir / "console.log", "ab")  # noqa: SIM115 - handed to the child
+        try:
+            # A new session: the server outlives this command and Ctrl-C here.
+            return subprocess.Popen(
+                cmd,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env=env,
+                cwd=datadir,
+            )
+        except OSError as exc:
+            raise FatalError(f"sandbox server {spec.name}: cannot run {cmd[0]}: {exc}") from None
+        finally:
+            console.close()
+
+
+class _Adopted:
+    """Stands in for a Popen of a server started by an earlier, interrupted ``up``."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def poll(self) -> int | None:
+        return None if _pid_alive(self.pid) else 1
+
+
+def _run_as_root_args() -> list[str]:
+    # mariadbd refuses to run as root unless told to; CI runs as root.
+    return ["--user=root"] if os.geteuid() == 0 else []
+
+
+def _need(binary: str, package: str) -> str:
+    path = shutil.which(binary) or (
+        f"/usr/sbin/{binary}" if Path(f"/usr/sbin/{binary}").exists() else None
+    )
+    if not path:
+        raise FatalError(
+            f"{binary} not found", hint=f"install the Debian package {package} (scripts/setup does)"
+        )
+    return path
+
+
+def _install_mariadb(spec: ServerSpec, datadir: Path) -> None:
+    cmd = [
+        _need("mariadb-install-db", "mariadb-server"),
+        "--no-defaults",
+        f"--datadir={datadir}",
+        "--auth-root-authentication-method=normal",
+        "--skip-test-db",
+        *_run_as_root_args(),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        shutil.rmtree(datadir / "mysql", ignore_errors=True)
+        raise FatalError(
+            f"sandbox server {spec.name}: mariadb-install-db failed:\n"
+            + _tail_text(proc.stdout + proc.stderr)
+        )
+
+
+def _mariadbd_command(spec: ServerSpec, server: ServerState) -> list[str]:
+    d = server.datadir
+    return [
+        _need("mariadbd", "mariadb-server"),
+        "--no-defaults",
+        f"--datadir={d}",
+        f"--port={server.port}",
+        f"--socket={d}/sock",
+        f"--pid-file={d}/mariadbd.pid",
+        f"--log-error={server.log}",
+        "--bind-address=127.0.0.1",
+        f"--server-id={spec.server_id}",
+        f"--log-bin={d}/binlog",
+        "--binlog-format=ROW",
+        "--binlog-row-image=FULL",
+        "--binlog-row-metadata=FULL",
+        "--gtid-strict-mode=ON",
+        f"--gtid-domain-id={spec.server_id}",
+        "--log-slave-updates=ON",
+        "--character-set-server=utf8mb4",
+        "--collation-server=utf8mb4_general_ci",
+        "--max-connections=1100",
+        "--innodb-buffer-pool-size=256M",
+        # Durability of the sandbox *server* against an OS crash is not what we test;
+        # these keep single-row commits fast on a shared 2-core machine.
+        "--innodb-flush-log-at-trx-commit=2",
+        "--sync-binlog=0",
+        "--local-infile=1",
+        "--secure-file-priv=",
+        "--performance-schema=OFF",
+        "--skip-name-resolve",
+        *_run_as_root_args(),
+    ]
+
+
+def _configure_mariadb(server: ServerState) -> None:
+    """Let ``root`` in over TCP from 127.0.0.1 as well as from ``localhost``."""
+    conn = pymysql.connect(
+        host=HOST,
+        port=server.port,
+        user="root",
+        password="",
+        unix_socket=f"{server.datadir}/sock",
+        autocommit=True,
+    )
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'")
+            cur.execute("GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION")
+    finally:
+        conn.close()
+
+
+def seekdb_binary() -> Path:
+    """Path of the OceanBase seekdb server binary inside the installed pylibseekdb wheel."""
+    spec = importlib.util.find_spec("pylibseekdb")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for loc in locations:
+        binary = Path(loc) / "seekdb"
+        if binary.exists():
+            if not os.access(binary, os.X_OK):
+                binary.chmod(binary.stat().st_mode | 0o111)
+            return binary
+    raise FatalError(
+        "the OceanBase seekdb server binary was not found",
+        hint="pip install pylibseekdb (scripts/setup installs it)",
+    )
+
+
+# -- processes and ports ---------------------------------------------------------------
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped by its parent) is not alive for our purposes.
+    with contextlib.suppress(OSError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        if fields and fields[0] == "Z":
+            return False
+    return True
+
+
+def _owned_pid_alive(server: ServerState) -> bool:
+    """The recorded pid is alive *and* is our server (its command line names our dir)."""
+    if not _pid_alive(server.pid):
+        return False
+    try:
+        cmdline = Path(f"/proc/{server.pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return False
+    return server.datadir.encode() in cmdline
+
+
+def _terminate(pid: int, timeout: float) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _pid_alive(pid):
+            return
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    while _pid_alive(pid):
+        time.sleep(0.1)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        # seekdb listens on 0.0.0.0; a bind to 127.0.0.1 can still succeed beside it.
+        return s.connect_ex((HOST, port)) != 0
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port_free(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not _port_free(port):
+        time.sleep(0.2)
+
+
+def _answers(port: int) -> bool:
+    try:
+        conn = pymysql.connect(host=HOST, port=port, user="root", password="", connect_timeout=3)
+    except pymysql.err.MySQLError:
+        return False
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+            return bool(cur.fetchone() == (1,))
+    except pymysql.err.MySQLError:
+        return False
+    finally:
+        conn.close()
+
+
+def _answers_socket(server: ServerState) -> bool:
+    """MariaDB answers on its socket before root@127.0.0.1 exists (first start)."""
+    if server.flavor != "mariadb":
+        return _answers(server.port)
+    try:
+        conn = pymysql.connect(
+            unix_socket=f"{server.datadir}/sock", user="root", password="", connect_timeout=3
+        )
+    except pymysql.err.MySQLError:
+        return False
+    conn.close()
+    return True
+
+
+def _wait_serving(
+    server: ServerState, proc: subprocess.Popen[bytes] | _Adopted, deadline: float
+) -> None:
+    while True:
+        if _answers_socket(server):
+            return
+        if proc.poll() is not None:
+            raise FatalError(
+                f"sandbox server {server.name} ({server.flavor}, port {server.port}) exited"
+                f" while starting; last lines of {server.log}:\n{_tail(server)}"
+            )
+        if time.monotonic() > deadline:
+            raise FatalError(
+                f"sandbox server {server.name} ({server.flavor}, port {server.port}) did not"
+                f" answer in time; last lines of {server.log}:\n{_tail(server)}"
+            )
+        time.sleep(0.3)
+
+
+def _tail(server: ServerState, lines: int = 15) -> str:
+    parts = []
+    for path in (Path(server.log), Path(server.datadir) / "console.log"):
+        with contextlib.suppress(OSError):
+            parts.append(path.read_text(errors="replace"))
+    return _tail_text("\n".join(parts), lines)
+
+
+def _tail_text(text: str, lines: int = 15) -> str:
+    return "\n".join("    " + line for line in text.strip().splitlines()[-lines:])

@@ -1,0 +1,229 @@
+"""The metadata store: task definitions, state history and checkpoints in SQLite.
+
+One SQLite file (default ``~/.duosync/duosync.db``) with a versioned schema. Each
+migration runs in its own transaction together with the bump of ``user_version``,
+so a crash mid-migration leaves the file at the previous version, never between.
+A file written by a newer duosync (higher version than we know) is refused rather
+than guessed at.
+
+Checkpoints stored here are the *resume hints* of readers that have no target
+transaction to piggy-back on (e.g. snapshot chunk progress); the authoritative
+incremental checkpoint lives in the target's ``oms`` database, in the same
+transaction as the rows it covers (DESIGN.md section 3.2).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from duosync.errors import ConfigError, FatalError
+
+DB_FILE = "duosync.db"
+
+#: (version, what it adds, statements). Append only: never edit a released step.
+MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
+    (
+        1,
+        "tasks, task state history, checkpoints",
+        (
+            """CREATE TABLE tasks (
+                name       TEXT PRIMARY KEY,
+                spec       TEXT NOT NULL,          -- validated task spec, JSON
+                state      TEXT NOT NULL,
+                created_at REAL NOT NULL,
+                updated_at REAL NOT NULL
+            )""",
+            """CREATE TABLE task_events (
+                id         INTEGER PRIMARY KEY AUTOINCREMENT,
+                task       TEXT NOT NULL REFERENCES tasks(name) ON DELETE CASCADE,
+                at         REAL NOT NULL,
+                from_state TEXT,
+                to_state   TEXT NOT NULL,
+                detail     TEXT NOT NULL DEFAULT ''
+            )""",
+            "CREATE INDEX task_events_task ON task_events(task, id)",
+            """CREATE TABLE checkpoints (
+                task       TEXT NOT NULL REFERENCES tasks(name) ON DELETE CASCADE,
+                stream     TEXT NOT NULL,          -- which reader: 'binlog', 'snapshot:db.t', ...
+                position   TEXT NOT NULL,          -- serialized position, JSON
+                updated_at REAL NOT NULL,
+                PRIMARY KEY (task, stream)
+            )""",
+        ),
+    ),
+)
+
+LATEST_VERSION = MIGRATIONS[-1][0]
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    name: str
+    spec: dict[str, Any]
+    state: str
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    at: float
+    from_state: str | None
+    to_state: str
+    detail: str
+
+
+class MetadataStore:
+    """Access to one metadata file. Not thread-safe: one store object per thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path.expanduser()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a migration's
+            # DDL and its version bump are one transaction.
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"cannot open metadata store {self.path}: {exc}") from None
+        self._db.execute("PRAGMA foreign_keys = ON")
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self.migrate()
+
+    @classmethod
+    def in_home(cls, home: Path) -> MetadataStore:
+        return cls(home / DB_FILE)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> MetadataStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def migrate(self) -> list[int]:
+        """Bring the file to ``LATEST_VERSION``; return the versions applied."""
+        current = self.version
+        if current > LATEST_VERSION:
+            raise ConfigError(
+                f"metadata store {self.path} has schema version {current}, newer than this"
+                f" duosync understands ({LATEST_VERSION})",
+                hint="upgrade duosync or point --home elsewhere",
+            )
+        applied = []
+        for version, _what, statements in MIGRATIONS:
+            if version <= current:
+                continue
+            with self._transaction() as db:
+                for sql in statements:
+                    db.execute(sql)
+                # PRAGMA takes no bound parameters; version is our own integer constant.
+                db.execute(f"PRAGMA user_version = {int(version)}")
+            applied.append(version)
+        return applied
+
+    # -- tasks ---------------------------------------------------------------------
+
+    def create_task(self, name: str, spec: dict[str, Any], state: str) -> TaskRecord:
+        now = time.time()
+        with self._transaction() as db:
+            try:
+                db.execute(
+                    "INSERT INTO tasks (name, spec, state, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (name, json.dumps(spec, sort_keys=True), state, now, now),
+                )
+            except sqlite3.IntegrityError:
+                raise ConfigError(f"a task named {name!r} already exists", task=name) from None
+            db.execute(
+                "INSERT INTO task_events (task, at, from_state, to_state) VALUES (?, ?, NULL, ?)",
+                (name, now, state),
+            )
+        return TaskRecord(name, spec, state, now, now)
+
+    def get_task(self, name: str) -> TaskRecord:
+        row = self._db.execute(
+            "SELECT name, spec, state, created_at, updated_at FROM tasks WHERE name = ?", (name,)
+        ).fetchone()
+        if row is None:
+            raise ConfigError(f"no task named {name!r}", task=name)
+        return TaskRecord(row[0], json.loads(row[1]), row[2], row[3], row[4])
+
+    def list_tasks(self) -> list[TaskRecord]:
+        rows = self._db.execute(
+            "SELECT name, spec, state, created_at, updated_at FROM tasks ORDER BY name"
+        ).fetchall()
+        return [TaskRecord(r[0], json.loads(r[1]), r[2], r[3], r[4]) for r in rows]
+
+    def set_state(self, name: str, expected: str, new: str, detail: str = "") -> None:
+        """Move *name* from *expected* to *new*; the state machine decides legality,
+        this only guarantees no concurrent writer moved it in between."""
+        now = time.time()
+        with self._transaction() as db:
+            cur = db.execute(
+                "UPDATE tasks SET state = ?, updated_at = ? WHERE name = ? AND state = ?",
+                (new, now, name, expected),
+            )
+            if cur.rowcount != 1:
+                actual = db.execute("SELECT state FROM tasks WHERE name = ?", (name,)).fetchone()
+                if actual is None:
+                    raise ConfigError(f"no task named {name!r}", task=name)
+                raise FatalError(
+                    f"task state is {actual[0]!r}, not {expected!r}: another process changed it",
+                    task=name,
+                )
+            db.execute(
+                "INSERT INTO task_events (task, at, from_state, to_state, detail)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (name, now, expected, new, detail),
+            )
+
+    def history(self, name: str) -> list[TaskEvent]:
+        rows = self._db.execute(
+            "SELECT at, from_state, to_state, detail FROM task_events WHERE task = ? ORDER BY id",
+            (name,),
+        ).fetchall()
+        return [TaskEvent(*r) for r in rows]
+
+    def delete_task(self, name: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM tasks WHERE name = ?", (name,))
+
+    # -- checkpoints ---------------------------------------------------------------
+
+    def save_checkpoint(self, task: str, stream: str, position: dict[str, Any]) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO checkpoints (task, stream, position, updated_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (task, stream) DO UPDATE SET position = excluded.position,"
+                " updated_at = excluded.updated_at",
+                (task, stream, json.dumps(position, sort_keys=True), time.time()),
+            )
+
+    def load_checkpoint(self, task: str, stream: str) -> dict[str, Any] | None:
+        row = self._db.execute(
+            "SELECT position FROM checkpoints WHERE task = ? AND stream = ?", (task, stream)
+        ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
