@@ -251,7 +251,13 @@ class MySQLInspector:
     # -- row to model ------------------------------------------------------------
 
     def _default(self, r: Row, data_type: str) -> ColumnDefault | None:
-        return types.mysql_default(r["COLUMN_DEFAULT"], str(r["EXTRA"] or ""), data_type)
+        fsp = r.get("DATETIME_PRECISION")
+        return types.mysql_default(
+            r["COLUMN_DEFAULT"], str(r["EXTRA"] or ""), data_type, int(fsp) if fsp else None
+        )
+
+    def _enum_values(self, column_type: str) -> tuple[str, ...]:
+        return types.split_quoted_list(column_type)
 
     def _column(self, r: Row, json_columns: set[tuple[str, str, str]]) -> Column:
         data_type = str(r["DATA_TYPE"]).lower()
@@ -275,12 +281,14 @@ class MySQLInspector:
         generation = str(r.get("GENERATION_EXPRESSION") or "")
         generated: Generated | None = None
         if "generated" in extra.lower() and generation:
-            generated = Generated(expression=generation, stored="stored" in extra.lower())
+            generated = Generated(
+                expression=types.strip_outer_parens(generation), stored="stored" in extra.lower()
+            )
+        fsp = r.get("DATETIME_PRECISION")
         on_update = None
         m = re.search(r"on update (\S+)", extra, re.IGNORECASE)
         if m:
-            on_update = m.group(1)
-        fsp = r.get("DATETIME_PRECISION")
+            on_update = types.canonical_now(m.group(1), int(fsp) if fsp else None) or m.group(1)
         return Column(
             name=str(r["COLUMN_NAME"]),
             position=int(r["ORDINAL_POSITION"]),
@@ -299,7 +307,7 @@ class MySQLInspector:
             auto_increment="auto_increment" in extra.lower(),
             on_update=on_update,
             generated=generated,
-            values=types.split_quoted_list(column_type) if data_type in ("enum", "set") else None,
+            values=self._enum_values(column_type) if data_type in ("enum", "set") else None,
             comment=str(r.get("COLUMN_COMMENT") or ""),
         )
 

@@ -52,6 +52,48 @@ def split_quoted_list(text: str) -> tuple[str, ...]:
     return tuple(values)
 
 
+def split_unescaped_list(text: str) -> tuple[str, ...]:
+    """Members of ``enum('a','it's')`` as OceanBase writes them: quoted but *not* escaped.
+
+    OceanBase 4.3 prints members verbatim between quotes, so the only safe separator
+    is the three characters ``','``; a member that itself contains ``','`` cannot be
+    told apart (and is split). No escaping to undo.
+    """
+    start, end = text.find("('"), text.rfind("')")
+    if start < 0 or end < start:
+        return ()
+    return tuple(text[start + 2 : end].split("','"))
+
+
+def strip_outer_parens(expr: str) -> str:
+    """``((a + 1))`` -> ``a + 1``: servers differ in how many they add around an expression."""
+    expr = expr.strip()
+    while expr.startswith("(") and expr.endswith(")"):
+        depth = 0
+        for i, ch in enumerate(expr):
+            if ch == "(":
+                depth += 1
+            elif ch == ")":
+                depth -= 1
+                if depth == 0 and i != len(expr) - 1:
+                    return expr  # the first '(' closes before the end: not one outer pair
+        expr = expr[1:-1].strip()
+    return expr
+
+
+def canonical_now(expr: str, fsp: int | None = None) -> str | None:
+    """``current_timestamp(6)``, ``now()``, ... as ``CURRENT_TIMESTAMP(6)``; None if *expr*
+    is not such a function. Without a precision in the text, *fsp* (the column's) is used:
+    OceanBase shows ``CURRENT_TIMESTAMP`` for a DATETIME(6) column that really defaults
+    to ``CURRENT_TIMESTAMP(6)``; MariaDB always writes the precision it applies."""
+    m = _EXPR_DEFAULT.match(expr.strip())
+    if not m:
+        return None
+    digits = (m.group(2) or "").strip("()")
+    precision = int(digits) if digits else (fsp or 0) if m.group(2) is None else 0
+    return f"CURRENT_TIMESTAMP({precision})" if precision else "CURRENT_TIMESTAMP"
+
+
 def float_precision(column_type: str) -> tuple[int | None, int | None]:
     """``float(7,3)`` gives (7, 3); a bare ``float`` has no declared precision."""
     m = _PARENS.match(column_type)
@@ -91,15 +133,24 @@ def mariadb_default(raw: str | None) -> ColumnDefault | None:
         return ColumnDefault(kind=DefaultKind.LITERAL, value=unquote_literal(raw))
     if _NUMBER.match(raw):
         return ColumnDefault(kind=DefaultKind.LITERAL, value=raw)
+    now = canonical_now(raw)
+    if now is not None:
+        return ColumnDefault(kind=DefaultKind.EXPRESSION, value=now)
     # b'101' bit literals and any other expression stay SQL text.
     return ColumnDefault(kind=DefaultKind.EXPRESSION, value=raw)
 
 
-def mysql_default(raw: str | None, extra: str, data_type: str) -> ColumnDefault | None:
+def mysql_default(
+    raw: str | None, extra: str, data_type: str, fsp: int | None = None
+) -> ColumnDefault | None:
     """MySQL and OceanBase show the default's value unquoted; expressions are flagged
     by ``DEFAULT_GENERATED`` in EXTRA (MySQL 8) or recognisable by name."""
     if raw is None:
         return None
+    if data_type in ("datetime", "timestamp"):
+        now = canonical_now(raw, fsp)
+        if now is not None:
+            return ColumnDefault(kind=DefaultKind.EXPRESSION, value=now)
     if "default_generated" in extra.lower() or (
         data_type in ("datetime", "timestamp", "date", "time") and _EXPR_DEFAULT.match(raw)
     ):

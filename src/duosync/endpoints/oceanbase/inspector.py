@@ -14,6 +14,10 @@ Measured differences (OceanBase 4.3.5 seekdb):
   carries no precision for integers, so nothing to undo.
 * ``COLUMN_DEFAULT`` of a generated column holds its expression; the model keeps the
   expression in ``generated`` only.
+* ENUM/SET members are printed between quotes without escaping (``'it's'``).
+* A DEFAULT CURRENT_TIMESTAMP of a DATETIME(6) column is shown without its precision.
+* Only the ``utf8mb4`` and ``binary`` character sets exist (seekdb): ``latin1`` and
+  friends must be mapped by schema migration.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import re
 
 from duosync.core.catalog import ServerInfo
+from duosync.endpoints.mysql import types
 from duosync.endpoints.mysql.dialect import qualified
 from duosync.endpoints.mysql.inspector import SYSTEM_DATABASES, MySQLInspector
 
@@ -28,11 +33,22 @@ OCEANBASE_SYSTEM_DATABASES = SYSTEM_DATABASES | {"oceanbase", "__recyclebin", "_
 
 # Table options that the neutral model already carries (or that are per-instance
 # state, like the next AUTO_INCREMENT value); everything else is kept verbatim.
-_MODELLED_OPTIONS = {"AUTO_INCREMENT", "DEFAULT CHARSET", "CHARSET", "COLLATE", "COMMENT", "ENGINE"}
+_MODELLED_OPTIONS = {
+    "AUTO_INCREMENT",
+    "DEFAULT CHARSET",
+    "DEFAULT CHARACTER SET",
+    "CHARACTER SET",
+    "CHARSET",
+    "DEFAULT COLLATE",
+    "COLLATE",
+    "COMMENT",
+    "ENGINE",
+}
 _OPTION = re.compile(
     r"(?P<cg>WITH\s+COLUMN\s+GROUP\s*\((?P<cgv>[^)]*)\))"
     r"|(?P<part>PARTITION\s+BY\s+.*)$"
-    r"|(?P<key>[A-Z_]+(?:\s+[A-Z_]+)?)\s*=?\s*(?P<value>'(?:[^']|'')*'|\S+)",
+    r"|(?P<key>DEFAULT\s+CHARACTER\s+SET|DEFAULT\s+CHARSET|DEFAULT\s+COLLATE|CHARACTER\s+SET"
+    r"|[A-Z_]+)\s*(?:=\s*)?(?P<value>'(?:[^']|'')*'|\S+)",
     re.IGNORECASE | re.DOTALL,
 )
 
@@ -96,6 +112,9 @@ class OceanBaseInspector(MySQLInspector):
             time_zone=v.get("time_zone", "+08:00"),
             system_time_zone=v.get("system_time_zone"),
         )
+
+    def _enum_values(self, column_type: str) -> tuple[str, ...]:
+        return types.split_unescaped_list(column_type)
 
     def _dialect_options(self, database: str, table: str) -> tuple[tuple[str, str], ...]:
         rows = self._query(f"SHOW CREATE TABLE {qualified(database, table)}")
