@@ -1,0 +1,47 @@
+"""Plain driver helpers for test set-up (never the code under test)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pymysql
+
+from duosync.config import Endpoint
+
+
+def admin_connection(endpoint: Endpoint, database: str | None = None) -> pymysql.Connection[Any]:
+    """A plain driver connection for test set-up (not the code under test)."""
+    return pymysql.connect(
+        host=endpoint.host,
+        port=endpoint.port,
+        user=endpoint.user,
+        password=endpoint.resolved_password(),
+        database=database,
+        autocommit=True,
+        charset="utf8mb4",
+    )
+
+
+def run_sql(endpoint: Endpoint, statements: str | list[str], database: str | None = None) -> None:
+    """Run ';'-separated *statements* (no ';' inside literals, please)."""
+    parts = statements if isinstance(statements, list) else statements.split(";")
+    conn = admin_connection(endpoint, database)
+    try:
+        with conn.cursor() as cur:
+            for sql in parts:
+                if sql.strip():
+                    cur.execute(sql)
+    finally:
+        conn.close()
+
+
+def query(
+    endpoint: Endpoint, sql: str, args: Any = None, database: str | None = None
+) -> list[tuple[Any, ...]]:
+    conn = admin_connection(endpoint, database)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            return list(cur.fetchall())
+    finally:
+        conn.close()
