@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from duosync.endpoints.oceanbase.inspector import parse_table_options
 
 # Verbatim SHOW CREATE TABLE output of OceanBase 4.3.5.
@@ -45,10 +47,11 @@ def test_result_is_tuple_of_pairs() -> None:
 
 
 def test_kept_options_verbatim() -> None:
-    options = parse_table_options(CREATE_TABLE)
-    assert options == EXPECTED
+    options = dict(parse_table_options(CREATE_TABLE))
     # quotes of a string value are kept
-    assert dict(options)["COMPRESSION"] == "'zstd_1.3.8'"
+    assert options["COMPRESSION"] == "'zstd_1.3.8'"
+    assert options["TABLET_SIZE"] == "134217728"
+    assert options["PCTFREE"] == "0"
 
 
 def test_column_list_clauses_are_not_options() -> None:
@@ -90,13 +93,26 @@ def test_with_column_group() -> None:
     )
 
 
-def test_with_column_group_last_pair() -> None:
-    text = CREATE_TABLE + " WITH COLUMN GROUP(all columns, each column)"
+def test_partition_clause_kept() -> None:
+    text = (
+        "CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  PRIMARY KEY (`id`)\n)"
+        " ORGANIZATION INDEX DEFAULT CHARSET = utf8mb4 PCTFREE = 0"
+        "\n partition by hash(id)\n(partition `p0`,\npartition `p1`)"
+    )
     options = parse_table_options(text)
-    assert options[-1] == ("COLUMN GROUP", "all columns, each column")
-    assert _keys(options).count("COLUMN GROUP") == 1
-    for pair in EXPECTED:
-        assert pair in options
+    assert options[:2] == (("ORGANIZATION", "INDEX"), ("PCTFREE", "0"))
+    assert options[2][0] == "PARTITION BY"
+    assert options[2][1].startswith("hash(id)")
+    assert "`p1`" in options[2][1]
+    assert len(options) == 3
+
+
+def test_character_set_spellings_dropped() -> None:
+    text = CREATE_TABLE.replace(
+        "DEFAULT CHARSET = utf8mb4",
+        "DEFAULT CHARACTER SET = utf8mb4 DEFAULT COLLATE = utf8mb4_bin",
+    )
+    assert parse_table_options(text) == EXPECTED
 
 
 def test_collate_and_comment_dropped() -> None:
@@ -109,8 +125,7 @@ def test_collate_and_comment_dropped() -> None:
     assert "COLLATE" not in keys
     assert "COMMENT" not in keys
     assert not any("utf8mb4_bin" in v or "table" in v for _k, v in options)
-    for pair in EXPECTED:
-        assert pair in options
+    assert options == EXPECTED
 
 
 def test_without_organization_clause() -> None:
@@ -121,3 +136,31 @@ def test_without_organization_clause() -> None:
 
 def test_no_options() -> None:
     assert parse_table_options("CREATE TABLE `t` (\n  `id` int(11) NOT NULL\n)") == ()
+
+
+PAREN_BUG = (
+    "src bug: the scan for the ')' that closes the column list counts parentheses inside"
+    " quoted strings (comments, defaults), so it stops early or never finds it"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=PAREN_BUG)
+def test_unbalanced_paren_in_column_comment() -> None:
+    text = (
+        "CREATE TABLE `t` (\n  `id` int(11) NOT NULL COMMENT 'step 1) load',\n"
+        "  PRIMARY KEY (`id`)\n) ORGANIZATION INDEX PCTFREE = 0"
+    )
+    assert parse_table_options(text) == (("ORGANIZATION", "INDEX"), ("PCTFREE", "0"))
+
+
+@pytest.mark.xfail(strict=True, reason=PAREN_BUG)
+def test_open_paren_in_column_comment_with_column_group() -> None:
+    text = (
+        "CREATE TABLE `t` (\n  `id` int(11) NOT NULL COMMENT 'a (b',\n"
+        "  PRIMARY KEY (`id`)\n) ORGANIZATION INDEX PCTFREE = 0 WITH COLUMN GROUP(each column)"
+    )
+    assert parse_table_options(text) == (
+        ("ORGANIZATION", "INDEX"),
+        ("PCTFREE", "0"),
+        ("COLUMN GROUP", "each column"),
+    )
