@@ -45,21 +45,31 @@ DEFAULT_PORTS: dict[Flavor, int] = {
 _URL_PARAMS = {"password_env", "connect_timeout", "name"}
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_USERINFO = re.compile(r"(//[^/@:]*):[^@/]*@")
 
 
 def redact_url(text: str) -> str:
-    """Replace any ``user:password@`` in *text* with ``user:***@``.
+    """Replace the password of ``scheme://user:password@host...`` with ``***``.
 
-    Used on raw user input that could not be parsed, so an error can quote it.
+    Used on raw user input that may not parse, so an error can quote it. The password
+    runs from the first ':' after ``//`` to the *last* '@': an unescaped '/', '?', '#'
+    or '@' inside it must not end the redaction early.
     """
-    return _USERINFO.sub(r"\1:***@", text)
+    start = text.find("//")
+    start = start + 2 if start >= 0 else 0
+    at = text.rfind("@")
+    if at < start:
+        return text
+    colon = text.find(":", start, at)
+    if colon < 0:
+        return text
+    return f"{text[: colon + 1]}***{text[at:]}"
 
 
 class Endpoint(BaseModel):
     """One database server we read from or write to."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # hide_input_in_errors: a validation error must not echo a URL or password back.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     flavor: Flavor
     host: str = Field(min_length=1)
@@ -150,11 +160,17 @@ def _parse_url(url: str) -> dict[str, Any]:
             hint="expected mysql|mariadb|oceanbase://user[:password]@host[:port][/database]",
         )
 
+    if "@" in url and url.count("@") > 1:
+        raise bad("more than one '@' (percent-encode '@' in a user or password as %40)")
     try:
         parts = urlsplit(url.strip())
         port_value = parts.port
-    except ValueError as exc:
-        raise bad(str(exc)) from None
+    except ValueError:
+        # urlsplit's own message may quote part of a misparsed password: say it ourselves.
+        raise bad(
+            "the port is not a number from 1 to 65535 (percent-encode '/', '?', '#' in a"
+            " password as %2F, %3F, %23)"
+        ) from None
     try:
         flavor = Flavor(parts.scheme.lower())
     except ValueError:

@@ -20,8 +20,9 @@ pytestmark = pytest.mark.e2e
 SECRET = "Very-Secret-Pw-99"
 
 
-def duosync(*args: str, home: Path, env: dict[str, str] | None = None, timeout: float = 300
-            ) -> subprocess.CompletedProcess[str]:
+def duosync(
+    *args: str, home: Path, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "duosync.cli", "--home", str(home), *args],
         capture_output=True,
@@ -90,11 +91,13 @@ def test_sandbox_up_twice_status_down(tmp_path: Path, mariadb_only_sandbox: Path
     assert text.count("stopped") == 2
 
 
-def test_sandbox_down_leaves_other_processes_alone(tmp_path: Path, mariadb_only_sandbox: Path
-                                                   ) -> None:
+def test_sandbox_down_leaves_other_processes_alone(
+    tmp_path: Path, mariadb_only_sandbox: Path
+) -> None:
     box = mariadb_only_sandbox
-    assert duosync("sandbox", "up", "--dir", str(box), "--no-oceanbase", home=tmp_path
-                   ).returncode == 0
+    assert (
+        duosync("sandbox", "up", "--dir", str(box), "--no-oceanbase", home=tmp_path).returncode == 0
+    )
     state_path = box / "sandbox.json"
     state = json.loads(state_path.read_text())
     real_pid = state["servers"]["mariadb2"]["pid"]
@@ -117,8 +120,16 @@ def test_sandbox_down_leaves_other_processes_alone(tmp_path: Path, mariadb_only_
 def test_sandbox_failure_names_server_and_log(tmp_path: Path, mariadb_only_sandbox: Path) -> None:
     # A data directory that looks initialised but has no system tables: mariadbd exits.
     (mariadb_only_sandbox / "mariadb1" / "mysql").mkdir(parents=True)
-    out = duosync("sandbox", "up", "--dir", str(mariadb_only_sandbox), "--no-oceanbase",
-                  "--timeout", "60", home=tmp_path)
+    out = duosync(
+        "sandbox",
+        "up",
+        "--dir",
+        str(mariadb_only_sandbox),
+        "--no-oceanbase",
+        "--timeout",
+        "60",
+        home=tmp_path,
+    )
     assert out.returncode == 1
     assert "mariadb1" in out.stderr and "exited while starting" in out.stderr
     assert "[ERROR]" in out.stderr  # the tail of the server's own log
@@ -129,26 +140,32 @@ def test_inspect_cli_text_json_and_errors(
 ) -> None:
     db = fresh_database(mariadb1)
     run_sql(mariadb1, "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(20))", database=db)
-    run_sql(mariadb1, [
-        "DROP USER IF EXISTS 'cli_user'@'%'",
-        f"CREATE USER 'cli_user'@'%' IDENTIFIED BY '{SECRET}'",
-        "GRANT SELECT ON *.* TO 'cli_user'@'%'",
-    ])
+    run_sql(
+        mariadb1,
+        [
+            "DROP USER IF EXISTS 'cli_user'@'%'",
+            f"CREATE USER 'cli_user'@'%' IDENTIFIED BY '{SECRET}'",
+            "GRANT SELECT ON *.* TO 'cli_user'@'%'",
+        ],
+    )
     url = f"mariadb://cli_user@{mariadb1.host}:{mariadb1.port}"
 
-    text = duosync("inspect", url, "--database", db, "--password-env", "PW", home=tmp_path,
-                   env={"PW": SECRET})
+    text = duosync(
+        "inspect", url, "--database", db, "--password-env", "PW", home=tmp_path, env={"PW": SECRET}
+    )
     assert text.returncode == 0, text.stderr
     assert "table items" in text.stdout and "primary key (id)" in text.stdout
 
-    as_json = duosync("inspect", f"{url}/{db}?password_env=PW", "--json", home=tmp_path,
-                      env={"PW": SECRET})
+    as_json = duosync(
+        "inspect", f"{url}/{db}?password_env=PW", "--json", home=tmp_path, env={"PW": SECRET}
+    )
     catalog = json.loads(as_json.stdout)
     assert [d["name"] for d in catalog["databases"]] == [db]
     assert catalog["databases"][0]["tables"][0]["primary_key"] == ["id"]
 
-    wrong = duosync("inspect", f"mariadb://cli_user:{SECRET}x@{mariadb1.host}:{mariadb1.port}",
-                    home=tmp_path)
+    wrong = duosync(
+        "inspect", f"mariadb://cli_user:{SECRET}x@{mariadb1.host}:{mariadb1.port}", home=tmp_path
+    )
     assert wrong.returncode == 2
     assert "config error" in wrong.stderr and "Access denied" in wrong.stderr
     assert f"cli_user@{mariadb1.host}:{mariadb1.port}" in wrong.stderr

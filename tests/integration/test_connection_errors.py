@@ -49,9 +49,7 @@ def test_server_down_is_retriable_and_named() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here once the socket closes
-    endpoint = Endpoint.from_url(
-        f"mariadb://someone:{WRONG}@127.0.0.1:{port}?connect_timeout=3"
-    )
+    endpoint = Endpoint.from_url(f"mariadb://someone:{WRONG}@127.0.0.1:{port}?connect_timeout=3")
     with pytest.raises(RetriableError) as err:
         open_inspector(endpoint)
     text = str(err.value)

@@ -184,8 +184,14 @@ def test_views_and_dependencies(inspected: tuple[Endpoint, str, Catalog]) -> Non
 def test_rendered_listing_names_everything(inspected: tuple[Endpoint, str, Catalog]) -> None:
     _endpoint, db, catalog = inspected
     text = render_catalog(catalog)
-    for needle in (f"database {db}", "table all_types", "NO PRIMARY KEY", "view v_child_names",
-                   "foreign key fk_child_parent", "unique uk_int_char"):
+    for needle in (
+        f"database {db}",
+        "table all_types",
+        "NO PRIMARY KEY",
+        "view v_child_names",
+        "foreign key fk_child_parent",
+        "unique uk_int_char",
+    ):
         assert needle in text
     assert Catalog.model_validate_json(catalog.model_dump_json()) == catalog
 
@@ -199,7 +205,9 @@ def test_mariadb_server_settings(mariadb1: Endpoint, mariadb2: Endpoint) -> None
         assert s.flavor == "mariadb" and s.version.startswith("10.")
         assert s.capture == "binlog" and s.log_bin
         assert (s.binlog_format, s.binlog_row_image, s.binlog_row_metadata) == (
-            "ROW", "FULL", "FULL",
+            "ROW",
+            "FULL",
+            "FULL",
         )
         assert s.gtid_mode == "ON"  # gtid_strict_mode
         assert s.capture_problems == ()
@@ -207,8 +215,7 @@ def test_mariadb_server_settings(mariadb1: Endpoint, mariadb2: Endpoint) -> None
     assert s1.server_id != s2.server_id
 
 
-def test_oceanbase_server_settings(oceanbase: Endpoint, fresh_database: Callable[..., str]
-                                   ) -> None:
+def test_oceanbase_server_settings(oceanbase: Endpoint, fresh_database: Callable[..., str]) -> None:
     db = fresh_database(oceanbase)
     run_sql(oceanbase, "CREATE TABLE t (id INT PRIMARY KEY)", database=db)
     catalog = inspect_endpoint(oceanbase, [db])

@@ -23,6 +23,10 @@ from duosync.core.catalog import (
 )
 
 
+def _assign(obj: object, field: str, value: object) -> None:
+    setattr(obj, field, value)
+
+
 def col(name: str, position: int = 1, *, nullable: bool = True, **kw: Any) -> Column:
     return Column(
         name=name,
@@ -146,14 +150,14 @@ def test_database_and_catalog_lookup() -> None:
 def test_models_are_frozen() -> None:
     c = col("a")
     with pytest.raises(ValidationError):
-        c.name = "b"  # type: ignore[misc]
+        _assign(c, "name", "b")
     assert c.name == "a"
     t = table((c,))
     with pytest.raises(ValidationError):
-        t.primary_key = ("a",)  # type: ignore[misc]
+        _assign(t, "primary_key", ("a",))
     assert t.primary_key == ()
     with pytest.raises(ValidationError):
-        _server().log_bin = False  # type: ignore[misc]
+        _assign(_server(), "log_bin", False)
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,10 @@ from duosync.errors import ConfigError
 SECRET = "S3cretPw!"
 
 
+def _assign(obj: object, field: str, value: object) -> None:
+    setattr(obj, field, value)
+
+
 # -- parsing ---------------------------------------------------------------------------
 
 
@@ -135,7 +139,7 @@ def test_from_url_refuses_extra_override_as_config_error() -> None:
 def test_endpoint_is_frozen() -> None:
     ep = Endpoint.from_url("mysql://u@h/db")
     with pytest.raises(ValidationError):
-        ep.host = "other"  # type: ignore[misc]
+        _assign(ep, "host", "other")
     assert ep.host == "h"
 
 
@@ -148,7 +152,7 @@ def test_endpoint_is_frozen() -> None:
         (f"postgres://u:{SECRET}@h/db", "unknown scheme 'postgres'"),
         (f"mysql://u:{SECRET}@/db", "no host"),
         (f"mysql://:{SECRET}@h/db", "no user"),
-        (f"mysql://u:{SECRET}@h:99999/db", "out of range"),
+        (f"mysql://u:{SECRET}@h:99999/db", "from 1 to 65535"),
         (f"mysql://u:{SECRET}@h:abc/db", "abc"),
         (f"mysql://u:{SECRET}@h/db?pasword_env=X", "unknown parameter(s) pasword_env"),
         (f"mysql://u:{SECRET}@h/db/extra", "more than one database"),
@@ -177,7 +181,7 @@ def test_malformed_url_with_password(url: str, why: str) -> None:
         ("postgres://u@h/db", "unknown scheme"),
         ("mysql:///db", "no host"),
         ("mysql://h/db", "no user"),
-        ("mysql://u@h:99999", "out of range"),
+        ("mysql://u@h:99999", "from 1 to 65535"),
         ("mysql://u@h:abc", "abc"),
         ("mysql://u@h?foo=1", "unknown parameter(s) foo"),
         ("mysql://u@h/a/b", "'a/b'"),
@@ -202,9 +206,8 @@ def test_malformed_url_error_carries_hint() -> None:
 def test_redact_url() -> None:
     assert redact_url(f"mysql://u:{SECRET}@h/db") == "mysql://u:***@h/db"
     assert redact_url("mysql://u@h/db") == "mysql://u@h/db"
-    assert redact_url(f"see mysql://a:{SECRET}@h and mariadb://b:x@k") == (
-        "see mysql://a:***@h and mariadb://b:***@k"
-    )
+    # An unescaped '@' or '/' in the password must not end the redaction early.
+    assert redact_url("mysql://u:S3c@ret/Pw!@h/db") == "mysql://u:***@h/db"
 
 
 # -- password never shown ----------------------------------------------------------------
@@ -295,14 +298,9 @@ def test_empty_password_in_url() -> None:
     assert ep.resolved_password() == ""
 
 
-# -- known leaks (src bugs; see the xfail reasons) ------------------------------------
+# -- passwords with unescaped special characters, other entry points ------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: an unescaped '/', '?', '#' or '@' in the password makes urlsplit "
-    "misparse the URL; redact_url misses it and urlsplit's port error quotes part of it",
-)
 @pytest.mark.parametrize(
     "url",
     [
@@ -320,11 +318,6 @@ def test_unescaped_password_characters_do_not_leak(url: str) -> None:
     assert "retPw" not in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: Endpoint.model_validate (not from_url) raises a pydantic "
-    "ValidationError whose text includes input_value, i.e. the raw URL with its password",
-)
 def test_model_validate_error_does_not_leak_password() -> None:
     with pytest.raises(ValidationError) as info:
         Endpoint.model_validate({"url": f"mysql://u:{SECRET}@h/db", "password_env": "X"})

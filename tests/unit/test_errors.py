@@ -34,7 +34,8 @@ def test_subclasses_are_distinct() -> None:
 
 
 def test_kinds_differ() -> None:
-    kinds = [cls.kind for cls in (DuosyncError, *SUBCLASSES)]
+    classes: list[type[DuosyncError]] = [DuosyncError, *SUBCLASSES]
+    kinds = [cls.kind for cls in classes]
     assert len(set(kinds)) == len(kinds)
     assert ConfigError.kind == "config error"
     assert FatalError.kind == "fatal"

@@ -125,10 +125,6 @@ def test_mariadb_default_now_is_expression(raw: str, canonical: str) -> None:
     assert got.value.upper() == canonical
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: canonical_now() maps curdate()/curtime() to CURRENT_TIMESTAMP",
-)
 @pytest.mark.parametrize("raw", ["curdate()", "curtime()"])
 def test_mariadb_default_curdate_is_not_now(raw: str) -> None:
     got = mariadb_default(raw)
@@ -137,10 +133,6 @@ def test_mariadb_default_curdate_is_not_now(raw: str) -> None:
     assert "CURRENT_TIMESTAMP" not in got.value.upper()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: canonical_now() maps curdate() to CURRENT_TIMESTAMP",
-)
 def test_mysql_default_curdate_on_datetime_is_not_now() -> None:
     got = mysql_default("curdate()", "DEFAULT_GENERATED", "datetime")
     assert got is not None

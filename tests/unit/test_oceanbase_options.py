@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from duosync.endpoints.oceanbase.inspector import parse_table_options
 
 # Verbatim SHOW CREATE TABLE output of OceanBase 4.3.5.
@@ -138,13 +136,7 @@ def test_no_options() -> None:
     assert parse_table_options("CREATE TABLE `t` (\n  `id` int(11) NOT NULL\n)") == ()
 
 
-PAREN_BUG = (
-    "src bug: the scan for the ')' that closes the column list counts parentheses inside"
-    " quoted strings (comments, defaults), so it stops early or never finds it"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=PAREN_BUG)
+# Parentheses inside quoted strings (comments, defaults) must not end the column list.
 def test_unbalanced_paren_in_column_comment() -> None:
     text = (
         "CREATE TABLE `t` (\n  `id` int(11) NOT NULL COMMENT 'step 1) load',\n"
@@ -153,7 +145,6 @@ def test_unbalanced_paren_in_column_comment() -> None:
     assert parse_table_options(text) == (("ORGANIZATION", "INDEX"), ("PCTFREE", "0"))
 
 
-@pytest.mark.xfail(strict=True, reason=PAREN_BUG)
 def test_open_paren_in_column_comment_with_column_group() -> None:
     text = (
         "CREATE TABLE `t` (\n  `id` int(11) NOT NULL COMMENT 'a (b',\n"

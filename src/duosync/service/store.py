@@ -92,9 +92,13 @@ class MetadataStore:
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open metadata store {self.path}: {exc}") from None
-        self._db.execute("PRAGMA foreign_keys = ON")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self.migrate()
+        try:
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self.migrate()
+        except BaseException:
+            self._db.close()
+            raise
 
     @classmethod
     def in_home(cls, home: Path) -> MetadataStore:
@@ -215,12 +219,15 @@ class MetadataStore:
 
     def save_checkpoint(self, task: str, stream: str, position: dict[str, Any]) -> None:
         with self._transaction() as db:
-            db.execute(
-                "INSERT INTO checkpoints (task, stream, position, updated_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (task, stream) DO UPDATE SET position = excluded.position,"
-                " updated_at = excluded.updated_at",
-                (task, stream, json.dumps(position, sort_keys=True), time.time()),
-            )
+            try:
+                db.execute(
+                    "INSERT INTO checkpoints (task, stream, position, updated_at)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT (task, stream) DO UPDATE"
+                    " SET position = excluded.position, updated_at = excluded.updated_at",
+                    (task, stream, json.dumps(position, sort_keys=True), time.time()),
+                )
+            except sqlite3.IntegrityError:
+                raise ConfigError(f"no task named {task!r}", task=task) from None
 
     def load_checkpoint(self, task: str, stream: str) -> dict[str, Any] | None:
         row = self._db.execute(

@@ -16,6 +16,8 @@ _EXPR_DEFAULT = re.compile(
     r"(\(\d*\))?$",
     re.IGNORECASE,
 )
+# The synonyms of CURRENT_TIMESTAMP (and only those: CURDATE() is midnight, not now).
+_NOW = re.compile(r"^(current_timestamp|now|localtime|localtimestamp)(\(\d*\))?$", re.IGNORECASE)
 
 
 def split_quoted_list(text: str) -> tuple[str, ...]:
@@ -86,7 +88,7 @@ def canonical_now(expr: str, fsp: int | None = None) -> str | None:
     is not such a function. Without a precision in the text, *fsp* (the column's) is used:
     OceanBase shows ``CURRENT_TIMESTAMP`` for a DATETIME(6) column that really defaults
     to ``CURRENT_TIMESTAMP(6)``; MariaDB always writes the precision it applies."""
-    m = _EXPR_DEFAULT.match(expr.strip())
+    m = _NOW.match(expr.strip())
     if not m:
         return None
     digits = (m.group(2) or "").strip("()")

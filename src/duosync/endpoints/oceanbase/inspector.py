@@ -53,22 +53,40 @@ _OPTION = re.compile(
 )
 
 
-def parse_table_options(create_table: str) -> tuple[tuple[str, str], ...]:
-    """OceanBase-only clauses after the column list of ``SHOW CREATE TABLE`` text."""
-    close = create_table.rfind(")")
-    # The options follow the parenthesis that closes the column list: the last ')'
-    # unless a COLUMN GROUP(...) or a partition clause comes after it.
+def _column_list_end(text: str) -> int:
+    """Index of the ')' closing the column list; parentheses inside quoted strings
+    (comments, defaults) and backquoted names do not count."""
     depth = 0
-    end = -1
-    for i, ch in enumerate(create_table):
-        if ch == "(":
+    quote: str | None = None
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\" and quote == "'":
+                i += 1  # skip the escaped character
+            elif ch == quote:
+                if i + 1 < len(text) and text[i + 1] == quote:
+                    i += 1  # doubled quote inside the string
+                else:
+                    quote = None
+        elif ch in "'`\"":
+            quote = ch
+        elif ch == "(":
             depth += 1
         elif ch == ")":
             depth -= 1
             if depth == 0:
-                end = i
-                break
-    tail = create_table[end + 1 :] if end >= 0 else create_table[close + 1 :]
+                return i
+        i += 1
+    return -1
+
+
+def parse_table_options(create_table: str) -> tuple[tuple[str, str], ...]:
+    """OceanBase-only clauses after the column list of ``SHOW CREATE TABLE`` text."""
+    end = _column_list_end(create_table)
+    if end < 0:
+        return ()
+    tail = create_table[end + 1 :]
     options: list[tuple[str, str]] = []
     pos = 0
     while pos < len(tail):
