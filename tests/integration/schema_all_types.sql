@@ -81,5 +81,18 @@ CREATE TABLE uk_only (
   UNIQUE KEY uk_code (code)
 );
 
+CREATE TABLE geo (
+  id                    INT NOT NULL PRIMARY KEY,
+  c_geometry            GEOMETRY,
+  c_point               POINT NOT NULL,
+  c_linestring          LINESTRING,
+  c_polygon             POLYGON,
+  c_multipoint          MULTIPOINT,
+  c_multilinestring     MULTILINESTRING,
+  c_multipolygon        MULTIPOLYGON,
+  c_geometrycollection  GEOMETRYCOLLECTION,
+  SPATIAL KEY sk_point (c_point)
+);
+
 CREATE VIEW v_parent AS SELECT region, pid, name FROM parent;
 CREATE VIEW v_child_names AS SELECT c.id, p.name FROM child c JOIN v_parent p ON p.region = c.region AND p.pid = c.pid;

@@ -133,6 +133,28 @@ def test_every_column_type(inspected: tuple[Endpoint, str, Catalog]) -> None:
     assert [col.position for col in t.columns] == list(range(1, len(t.columns) + 1))
 
 
+def test_spatial_types_and_index(inspected: tuple[Endpoint, str, Catalog]) -> None:
+    _endpoint, db, catalog = inspected
+    t = catalog.database(db).table("geo")
+    kinds = [
+        "geometry",
+        "point",
+        "linestring",
+        "polygon",
+        "multipoint",
+        "multilinestring",
+        "multipolygon",
+        "geometrycollection",
+    ]
+    for kind in kinds:
+        c = t.column(f"c_{kind}")
+        assert (c.data_type, c.length, c.charset) == (kind, None, None)
+    assert not t.column("c_point").nullable
+    (sk,) = t.indexes
+    assert (sk.name, sk.kind, sk.unique) == ("sk_point", "SPATIAL", False)
+    assert [c.name for c in sk.columns] == ["c_point"]
+
+
 def test_keys_and_indexes(inspected: tuple[Endpoint, str, Catalog]) -> None:
     endpoint, db, catalog = inspected
     t = catalog.database(db).table("all_types")
@@ -175,7 +197,14 @@ def test_views_and_dependencies(inspected: tuple[Endpoint, str, Catalog]) -> Non
     database = catalog.database(db)
     views = {v.name: v for v in database.views}
     assert set(views) == {"v_parent", "v_child_names"}
-    assert {t.name for t in database.tables} == {"all_types", "parent", "child", "no_pk", "uk_only"}
+    assert {t.name for t in database.tables} == {
+        "all_types",
+        "parent",
+        "child",
+        "no_pk",
+        "uk_only",
+        "geo",
+    }
     assert views["v_parent"].depends_on == (f"{db}.parent",)
     assert set(views["v_child_names"].depends_on) == {f"{db}.child", f"{db}.v_parent"}
     assert "parent" in views["v_parent"].definition

@@ -261,6 +261,7 @@ class MySQLInspector:
 
     def _column(self, r: Row, json_columns: set[tuple[str, str, str]]) -> Column:
         data_type = str(r["DATA_TYPE"]).lower()
+        data_type = types.TYPE_SYNONYMS.get(data_type, data_type)
         column_type = str(r["COLUMN_TYPE"])
         lower_type = column_type.lower()
         extra = str(r["EXTRA"] or "")
@@ -276,7 +277,11 @@ class MySQLInspector:
             precision, scale = types.float_precision(lower_type)
         elif data_type == "bit":
             length = int(r["NUMERIC_PRECISION"])
-        elif r["CHARACTER_MAXIMUM_LENGTH"] is not None and data_type != "json":
+        elif (
+            r["CHARACTER_MAXIMUM_LENGTH"] is not None
+            and data_type != "json"
+            and data_type not in types.SPATIAL_TYPES  # OceanBase reports a meaningless one
+        ):
             length = int(r["CHARACTER_MAXIMUM_LENGTH"])
         generation = str(r.get("GENERATION_EXPRESSION") or "")
         generated: Generated | None = None

@@ -8,6 +8,20 @@ from duosync.core.catalog import ColumnDefault, DefaultKind
 
 INTEGER_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "integer", "bigint"})
 TEMPORAL_FSP_TYPES = frozenset({"time", "datetime", "timestamp"})
+SPATIAL_TYPES = frozenset(
+    {
+        "geometry",
+        "point",
+        "linestring",
+        "polygon",
+        "multipoint",
+        "multilinestring",
+        "multipolygon",
+        "geometrycollection",
+    }
+)
+#: other spellings servers use for a type, to the one the model uses
+TYPE_SYNONYMS = {"geomcollection": "geometrycollection"}
 _PARENS = re.compile(r"^\w+\((\d+)(?:,(\d+))?\)")
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 # Expressions a server may show as a default without quoting it as a literal.

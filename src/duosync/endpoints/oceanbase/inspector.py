@@ -15,6 +15,8 @@ Measured differences (OceanBase 4.3.5 seekdb):
 * ``COLUMN_DEFAULT`` of a generated column holds its expression; the model keeps the
   expression in ``generated`` only.
 * ENUM/SET members are printed between quotes without escaping (``'it's'``).
+* A spatial index shows in information_schema as a BTREE on hidden columns
+  (``__cellid_N``, ``__mbr_N``); ``geometrycollection`` is spelled ``geomcollection``.
 * A DEFAULT CURRENT_TIMESTAMP of a DATETIME(6) column is shown without its precision.
 * Only the ``utf8mb4`` and ``binary`` character sets exist (seekdb): ``latin1`` and
   friends must be mapped by schema migration.
@@ -23,11 +25,15 @@ Measured differences (OceanBase 4.3.5 seekdb):
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import Any
 
-from duosync.core.catalog import ServerInfo
+from duosync.config import Endpoint
+from duosync.core.catalog import Catalog, Index, IndexColumn, ServerInfo, Table
 from duosync.endpoints.mysql import types
+from duosync.endpoints.mysql.connection import Connection
 from duosync.endpoints.mysql.dialect import qualified
-from duosync.endpoints.mysql.inspector import SYSTEM_DATABASES, MySQLInspector
+from duosync.endpoints.mysql.inspector import SYSTEM_DATABASES, MySQLInspector, Row
 
 OCEANBASE_SYSTEM_DATABASES = SYSTEM_DATABASES | {"oceanbase", "__recyclebin", "__public"}
 
@@ -105,10 +111,31 @@ def parse_table_options(create_table: str) -> tuple[tuple[str, str], ...]:
     return tuple(options)
 
 
+_SPATIAL_KEY = re.compile(r"^\s*SPATIAL KEY `((?:[^`]|``)+)` \(([^)]*)\)", re.MULTILINE)
+
+
+def parse_spatial_keys(create_table: str) -> dict[str, list[str]]:
+    """``SPATIAL KEY `name` (`col`)`` lines of SHOW CREATE TABLE: index name -> columns."""
+    return {
+        m.group(1).replace("``", "`"): [
+            c.strip().strip("`").replace("``", "`") for c in m.group(2).split(",")
+        ]
+        for m in _SPATIAL_KEY.finditer(create_table)
+    }
+
+
 class OceanBaseInspector(MySQLInspector):
     """``Inspector`` for OceanBase (MySQL mode)."""
 
     system_databases = OCEANBASE_SYSTEM_DATABASES
+
+    def __init__(self, endpoint: Endpoint, conn: Connection[Any] | None = None) -> None:
+        super().__init__(endpoint, conn)
+        self._create_text: dict[tuple[str, str], str] = {}
+
+    def catalog(self, databases: Sequence[str] | None = None) -> Catalog:
+        self._create_text.clear()  # one consistent look per call
+        return super().catalog(databases)
 
     def server_info(self) -> ServerInfo:
         row = self._query("SELECT VERSION() AS v, @@version_comment AS c")[0]
@@ -134,7 +161,40 @@ class OceanBaseInspector(MySQLInspector):
     def _enum_values(self, column_type: str) -> tuple[str, ...]:
         return types.split_unescaped_list(column_type)
 
+    def _show_create(self, database: str, table: str) -> str:
+        key = (database, table)
+        if key not in self._create_text:
+            rows = self._query(f"SHOW CREATE TABLE {qualified(database, table)}")
+            self._create_text[key] = str(rows[0]["Create Table"]) if rows else ""
+        return self._create_text[key]
+
     def _dialect_options(self, database: str, table: str) -> tuple[tuple[str, str], ...]:
-        rows = self._query(f"SHOW CREATE TABLE {qualified(database, table)}")
-        text = str(rows[0]["Create Table"]) if rows else ""
-        return parse_table_options(text)
+        return parse_table_options(self._show_create(database, table))
+
+    def _table(
+        self,
+        t: Row,
+        columns: list[Row],
+        stats: list[Row],
+        fks: list[Row],
+        json_columns: set[tuple[str, str, str]],
+    ) -> Table:
+        table = super()._table(t, columns, stats, fks, json_columns)
+        spatial = parse_spatial_keys(self._show_create(table.database, table.name))
+        if not spatial:
+            return table
+        # information_schema lists a spatial index on hidden columns (__cellid_N,
+        # __mbr_N) as BTREE; SHOW CREATE TABLE has the real definition.
+        fixed = tuple(
+            Index(
+                name=i.name,
+                columns=tuple(IndexColumn(name=c) for c in spatial[i.name]),
+                unique=False,
+                kind="SPATIAL",
+                comment=i.comment,
+            )
+            if i.name in spatial
+            else i
+            for i in table.indexes
+        )
+        return table.model_copy(update={"indexes": fixed})
