@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import pymysql
 
@@ -123,7 +124,7 @@ class Sandbox:
     def up(self, timeout: float = 180.0) -> list[ServerStatus]:
         """Start every server that is not already serving; return when all answer."""
         state = self.load()
-        starting: list[tuple[ServerState, subprocess.Popen[bytes]]] = []
+        starting: list[tuple[ServerState, _Process]] = []
         try:
             for spec in self.specs.values():
                 current = state.servers.get(spec.name)
@@ -131,7 +132,7 @@ class Sandbox:
                     continue  # `up` twice is harmless
                 if current is not None and _owned_pid_alive(current):
                     # Ours but not answering yet (a previous `up` was interrupted): wait.
-                    starting.append((current, _Adopted(current.pid)))  # type: ignore[arg-type]
+                    starting.append((current, _Adopted(current.pid)))
                     continue
                 server = self._prepare(spec, current)
                 proc = self._launch(spec, server)
@@ -141,8 +142,8 @@ class Sandbox:
                 self.save(state)  # record the pid at once so `down` can always find it
                 starting.append((server, proc))
             deadline = time.monotonic() + timeout
-            for server, proc in starting:
-                _wait_serving(server, proc, deadline)
+            for server, process in starting:
+                _wait_serving(server, process, deadline)
                 if server.flavor == "mariadb":
                     _configure_mariadb(server)
         except BaseException:
@@ -247,10 +248,14 @@ class Sandbox:
             console.close()
 
 
+class _Process(Protocol):
+    def poll(self) -> int | None: ...
+
+
 class _Adopted:
     """Stands in for a Popen of a server started by an earlier, interrupted ``up``."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int | None) -> None:
         self.pid = pid
 
     def poll(self) -> int | None:
@@ -459,9 +464,7 @@ def _answers_socket(server: ServerState) -> bool:
     return True
 
 
-def _wait_serving(
-    server: ServerState, proc: subprocess.Popen[bytes] | _Adopted, deadline: float
-) -> None:
+def _wait_serving(server: ServerState, proc: _Process, deadline: float) -> None:
     while True:
         if _answers_socket(server):
             return
