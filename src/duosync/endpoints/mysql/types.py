@@ -6,7 +6,6 @@ import re
 
 from duosync.core.catalog import ColumnDefault, DefaultKind
 
-INTEGER_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "integer", "bigint"})
 TEMPORAL_FSP_TYPES = frozenset({"time", "datetime", "timestamp"})
 SPATIAL_TYPES = frozenset(
     {
