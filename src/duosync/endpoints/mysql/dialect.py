@@ -22,3 +22,13 @@ def quote_ident(name: str) -> str:
 def qualified(database: str, table: str) -> str:
     """``db``.``table`` with both parts quoted."""
     return f"{quote_ident(database)}.{quote_ident(table)}"
+
+
+def quote_literal(value: str) -> str:
+    """A string literal for DDL text only (ENUM members, defaults, comments).
+
+    DDL cannot take bound parameters, so this is the one place a value becomes SQL
+    text; DML always binds. Backslash and quote are escaped for the default
+    sql_mode (without NO_BACKSLASH_ESCAPES), which is what our sessions use.
+    """
+    return "'" + value.replace("\\", "\\\\").replace("'", "''").replace("\x00", "\\0") + "'"

@@ -337,7 +337,10 @@ class MySQLInspector:
                 columns=tuple(
                     IndexColumn(
                         name=str(s["COLUMN_NAME"]),
-                        prefix=int(s["SUB_PART"]) if s["SUB_PART"] is not None else None,
+                        # MariaDB reports SUB_PART 32 for spatial keys: not a prefix.
+                        prefix=int(s["SUB_PART"])
+                        if s["SUB_PART"] is not None and s["INDEX_TYPE"] == "BTREE"
+                        else None,
                         descending=s.get("COLLATION") == "D",
                     )
                     for s in rows

@@ -1,0 +1,1 @@
+"""Schema translation between MySQL-family dialects."""
