@@ -19,6 +19,8 @@ def admin_connection(endpoint: Endpoint, database: str | None = None) -> pymysql
         database=database,
         autocommit=True,
         charset="utf8mb4",
+        # Read TIMESTAMPs in UTC everywhere (OceanBase's default session is +08:00).
+        init_command="SET time_zone = '+00:00'",
     )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from duosync.config import Endpoint
+from duosync.service.store import LATEST_VERSION
 from tests.helpers import run_sql
 
 pytestmark = pytest.mark.e2e
@@ -180,5 +181,5 @@ def test_inspect_cli_text_json_and_errors(
 def test_store_command_creates_versioned_store(tmp_path: Path) -> None:
     out = duosync("store", home=tmp_path / "home")
     assert out.returncode == 0, out.stderr
-    assert "schema version 1" in out.stdout
+    assert f"schema version {LATEST_VERSION}" in out.stdout
     assert (tmp_path / "home" / "duosync.db").exists()

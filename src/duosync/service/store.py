@@ -58,6 +58,29 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             )""",
         ),
     ),
+    (
+        2,
+        "full-migration chunks and the rows they could not copy",
+        (
+            """CREATE TABLE chunks (
+                task       TEXT NOT NULL REFERENCES tasks(name) ON DELETE CASCADE,
+                tbl        TEXT NOT NULL,          -- source 'db.table'
+                idx        INTEGER NOT NULL,
+                lower_key  TEXT,                   -- JSON, exclusive; NULL = open
+                upper_key  TEXT,                   -- JSON, inclusive; NULL = open
+                done       INTEGER NOT NULL DEFAULT 0,
+                rows       INTEGER NOT NULL DEFAULT 0,
+                PRIMARY KEY (task, tbl, idx)
+            )""",
+            """CREATE TABLE copy_conflicts (
+                id         INTEGER PRIMARY KEY AUTOINCREMENT,
+                task       TEXT NOT NULL REFERENCES tasks(name) ON DELETE CASCADE,
+                tbl        TEXT NOT NULL,
+                key        TEXT NOT NULL,          -- JSON
+                detail     TEXT NOT NULL
+            )""",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]
@@ -234,3 +257,60 @@ class MetadataStore:
             "SELECT position FROM checkpoints WHERE task = ? AND stream = ?", (task, stream)
         ).fetchone()
         return None if row is None else dict(json.loads(row[0]))
+
+    # -- full-migration chunks -----------------------------------------------------
+
+    def chunk_plan(self, task: str, table: str) -> list[tuple[int, Any, Any, bool, int]]:
+        """(index, lower, upper, done, rows) of a table's chunks; empty if not planned."""
+        rows = self._db.execute(
+            "SELECT idx, lower_key, upper_key, done, rows FROM chunks"
+            " WHERE task = ? AND tbl = ? ORDER BY idx",
+            (task, table),
+        ).fetchall()
+        return [
+            (
+                r[0],
+                json.loads(r[1]) if r[1] else None,
+                json.loads(r[2]) if r[2] else None,
+                bool(r[3]),
+                r[4],
+            )
+            for r in rows
+        ]
+
+    def save_chunk_plan(self, task: str, table: str, chunks: list[tuple[int, Any, Any]]) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM chunks WHERE task = ? AND tbl = ?", (task, table))
+            db.executemany(
+                "INSERT INTO chunks (task, tbl, idx, lower_key, upper_key) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (
+                        task,
+                        table,
+                        i,
+                        None if lo is None else json.dumps(lo),
+                        None if hi is None else json.dumps(hi),
+                    )
+                    for i, lo, hi in chunks
+                ],
+            )
+
+    def mark_chunk_done(self, task: str, table: str, index: int, rows: int) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE chunks SET done = 1, rows = ? WHERE task = ? AND tbl = ? AND idx = ?",
+                (rows, task, table, index),
+            )
+
+    def record_copy_conflict(self, task: str, table: str, key: Any, detail: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO copy_conflicts (task, tbl, key, detail) VALUES (?, ?, ?, ?)",
+                (task, table, json.dumps(key), detail),
+            )
+
+    def copy_conflicts(self, task: str) -> list[tuple[str, Any, str]]:
+        rows = self._db.execute(
+            "SELECT tbl, key, detail FROM copy_conflicts WHERE task = ? ORDER BY id", (task,)
+        ).fetchall()
+        return [(r[0], json.loads(r[1]), r[2]) for r in rows]

@@ -1,0 +1,1 @@
+"""Full migration: chunking, parallel copy, rate limiting."""
