@@ -188,6 +188,35 @@ def inspect(url: str, databases: tuple[str, ...], password_env: str | None, as_j
     click.echo(catalog.model_dump_json(indent=2) if as_json else render_catalog(catalog))
 
 
+# -- migrate ---------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "-f",
+    "--file",
+    "spec_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Task spec (YAML); see examples/.",
+)
+@click.pass_obj
+def migrate(ctx: Context, spec_file: Path) -> None:
+    """Run a task's schema and full migration; rerun to resume where it stopped."""
+    from duosync.service.migration import run_migration
+    from duosync.service.store import MetadataStore
+    from duosync.spec import load_spec
+
+    spec = load_spec(spec_file)
+    with MetadataStore.in_home(ctx.home) as st:
+        report = run_migration(spec, st)
+    click.echo(
+        f"task {spec.name}: {len(report.created)} tables created, {len(report.accepted)}"
+        f" existing accepted, {report.rows} rows copied, {report.conflicts} conflicting rows"
+        f" kept on the target, {report.seconds:.1f}s"
+    )
+
+
 # -- metadata store --------------------------------------------------------------------
 
 

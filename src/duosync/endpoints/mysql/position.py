@@ -1,0 +1,52 @@
+"""Binlog positions of MySQL/MariaDB sources."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from pymysql.connections import Connection
+
+from duosync.errors import FatalError
+
+
+class BinlogPosition(BaseModel):
+    """A point in a server's binlog: file + offset, and the GTID set at that point.
+
+    Meaning: every transaction committed before this point is *included* in what was
+    read at this point; a reader started here yields only transactions after it.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: str
+    offset: int
+    gtid: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.offset}" + (f" (gtid {self.gtid})" if self.gtid else "")
+
+
+def current_position(conn: Connection[Any], flavor: str) -> BinlogPosition:
+    """The server's binlog write position now (``SHOW MASTER STATUS``).
+
+    Used as the full-migration handover: read *before* the first chunk is read, so
+    every change committed during the copy lies after it. The incremental phase
+    starts here and applies idempotently until it has passed the copy's end.
+    """
+    with conn.cursor() as cur:
+        cur.execute("SHOW MASTER STATUS")
+        row = cur.fetchone()
+        if row is None:
+            raise FatalError(
+                "binary logging is off on the source: no position to start from",
+                hint="start the server with --log-bin",
+            )
+        file, offset = str(row[0]), int(row[1])
+        gtid_var = "@@gtid_binlog_pos" if flavor == "mariadb" else "@@gtid_executed"
+        cur.execute(f"SELECT {gtid_var}")
+        gtid = cur.fetchone()
+    value = gtid[0] if gtid else None
+    if isinstance(value, bytes):
+        value = value.decode()
+    return BinlogPosition(file=file, offset=offset, gtid=str(value) if value else None)

@@ -1,0 +1,452 @@
+"""Running a task's schema and full-migration phases (``duosync migrate``).
+
+Order, and why:
+1. Inspect both sides, resolve the selection, validate renames and row filters
+   against the real source catalog: nothing is written until all of it holds.
+2. Schema: create missing databases and tables (secondary indexes deferred with
+   post_indexing; foreign keys never yet). Existing identical tables are accepted;
+   a different one stops the task before any data moves, naming its differences.
+3. Full: on the first run, refuse non-empty targets (``stop``) and record the
+   source's binlog position (the incremental handover) *before* planning chunks;
+   then copy the pending chunks. A rerun resumes: chunks recorded done are skipped.
+4. After the data: deferred indexes, foreign keys, then views in dependency order.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from duosync.config import Flavor
+from duosync.core.catalog import Table, View
+from duosync.endpoints import open_inspector
+from duosync.endpoints.mysql.connection import connect, driver_errors
+from duosync.endpoints.mysql.dialect import qualified
+from duosync.endpoints.mysql.position import current_position
+from duosync.errors import ConfigError, FatalError
+from duosync.migrate.chunks import Chunk, decode_key, encode_key, plan_chunks
+from duosync.migrate.copier import ChunkResult, CopyJob, run_copy, text_connect
+from duosync.migrate.ratelimit import RateLimiter
+from duosync.schema.compare import table_differences
+from duosync.schema.ddl import (
+    Storage,
+    add_foreign_key_sql,
+    add_index_sql,
+    create_database_sql,
+    create_table_sql,
+    create_view_sql,
+    deferred_indexes,
+)
+from duosync.schema.translate import Note, translate_table, translate_view
+from duosync.service.store import MetadataStore
+from duosync.spec import MigrationType, NonEmptyTarget, TaskSpec
+
+HANDOVER_STREAM = "handover"
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class MigrationReport:
+    created: list[str] = field(default_factory=list)
+    accepted: list[str] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+    rows: int = 0
+    conflicts: int = 0
+    handover: dict[str, Any] | None = None
+    seconds: float = 0.0
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def run_migration(spec: TaskSpec, store: MetadataStore, say: Say = _stderr) -> MigrationReport:
+    started = time.monotonic()
+    report = MigrationReport()
+    with open_inspector(spec.source) as src_insp, open_inspector(spec.target) as tgt_insp:
+        source = src_insp.catalog(spec.select.candidate_databases(src_insp.list_databases()))
+        target_flavor = Flavor(tgt_insp.server_info().flavor)
+        spec.check_catalog(source)
+        tables = spec.selected_tables(source)
+        views = spec.selected_views(source)
+        if not tables and not views:
+            raise ConfigError(
+                "the selection matches no table or view on the source",
+                task=spec.name,
+                endpoint=spec.source.display,
+            )
+        _check_filters(spec, tables)
+        plans: list[tuple[Table, Table]] = []
+        for t in tables:
+            translated, notes = translate_table(t, target=target_flavor, renames=spec.rename)
+            report.notes.extend(notes)
+            plans.append((t, translated))
+            if not t.row_identity:
+                report.notes.append(
+                    Note(
+                        t.qualified,
+                        "no primary key or NOT NULL unique key:"
+                        " copied by a full scan; duplicates are possible",
+                    )
+                )
+        target_dbs = sorted(
+            {p[1].database for p in plans}
+            | {spec.rename.table(v.database, v.name)[0] for v in views}
+        )
+        existing_dbs = set(tgt_insp.list_databases())
+        target_cat = tgt_insp.catalog([d for d in target_dbs if d in existing_dbs])
+    for note in report.notes:
+        say(f"note: {note}")
+    _register(spec, store)
+    existing = {(t.database, t.name): t for d in target_cat.databases for t in d.tables}
+    existing_views = {(v.database, v.name) for d in target_cat.databases for v in d.views}
+    post = spec.options.post_indexing
+    conn = connect(spec.target)
+    try:
+        if MigrationType.SCHEMA in spec.types:
+            _schema_phase(
+                spec,
+                conn,
+                source.databases,
+                plans,
+                existing,
+                existing_dbs,
+                target_flavor,
+                report,
+                say,
+            )
+        if MigrationType.FULL in spec.types:
+            _full_phase(spec, store, plans, report, say)
+        if MigrationType.SCHEMA in spec.types:
+            with driver_errors(spec.target):
+                _after_data(spec, conn, plans, views, existing_views, post, say)
+    finally:
+        conn.close()
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _register(spec: TaskSpec, store: MetadataStore) -> None:
+    data = spec.model_dump(mode="json")
+    try:
+        record = store.get_task(spec.name)
+    except ConfigError:
+        store.create_task(spec.name, data, "not_started")
+        return
+    if record.spec != data:
+        raise ConfigError(
+            "a task with this name already ran with a different spec; resuming it with"
+            " another selection or options could mix two copies",
+            task=spec.name,
+            hint="use a new task name, or restore the original spec",
+        )
+
+
+def _check_filters(spec: TaskSpec, tables: list[Table]) -> None:
+    """Every row filter names a selected table and is valid SQL on the source."""
+    selected = {t.qualified: t for t in tables}
+    conn = connect(spec.source)
+    try:
+        for key, condition in spec.filters.items():
+            if key not in selected:
+                raise ConfigError(
+                    f"filters: {key} is not a selected table on the source",
+                    task=spec.name,
+                    endpoint=spec.source.display,
+                )
+            t = selected[key]
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(
+                        f"SELECT 1 FROM {qualified(t.database, t.name)} WHERE ({condition}) LIMIT 0"
+                    )
+            except Exception as exc:
+                raise ConfigError(
+                    f"row filter is not valid on the source: {exc}",
+                    task=spec.name,
+                    endpoint=spec.source.display,
+                    table=key,
+                ) from None
+    finally:
+        conn.close()
+
+
+def _schema_phase(
+    spec: TaskSpec,
+    conn: Any,
+    source_dbs: Any,
+    plans: list[tuple[Table, Table]],
+    existing: dict[tuple[str, str], Table],
+    existing_dbs: set[str],
+    flavor: Flavor,
+    report: MigrationReport,
+    say: Say,
+) -> None:
+    differing: list[str] = []
+    for _src, want in plans:
+        have = existing.get((want.database, want.name))
+        if have is None:
+            continue
+        diffs = table_differences(want, have, check_indexes=not spec.options.post_indexing)
+        if diffs:
+            differing.append(f"{want.qualified}: {'; '.join(diffs)}")
+        else:
+            report.accepted.append(want.qualified)
+    if differing:
+        raise FatalError(
+            "existing target tables differ from the source:\n  " + "\n  ".join(differing),
+            task=spec.name,
+            endpoint=spec.target.display,
+            hint="drop or fix them, or rename the target tables",
+        )
+    charsets = {d.name: (d.charset, d.collation) for d in source_dbs}
+    storage = Storage(spec.options.oceanbase_storage.value)
+    with driver_errors(spec.target), conn.cursor() as cur:
+        for src, want in plans:
+            if want.database not in existing_dbs:
+                cs, co = charsets.get(src.database, ("utf8mb4", "utf8mb4_general_ci"))
+                if flavor is Flavor.OCEANBASE and cs not in ("utf8mb4", "binary"):
+                    cs, co = "utf8mb4", "utf8mb4_general_ci"
+                cur.execute(create_database_sql(want.database, cs, co))
+                existing_dbs.add(want.database)
+            if (want.database, want.name) in existing:
+                continue
+            cur.execute(
+                create_table_sql(
+                    want, flavor, post_indexing=spec.options.post_indexing, storage=storage
+                )
+            )
+            report.created.append(want.qualified)
+            say(f"created table {want.qualified}")
+
+
+def _full_phase(
+    spec: TaskSpec,
+    store: MetadataStore,
+    plans: list[tuple[Table, Table]],
+    report: MigrationReport,
+    say: Say,
+) -> None:
+    first_run = all(not store.chunk_plan(spec.name, s.qualified) for s, _ in plans)
+    ignore = spec.options.non_empty_target is NonEmptyTarget.IGNORE
+    if first_run:
+        if not ignore:
+            _refuse_non_empty(spec, [w for _, w in plans])
+        if spec.source.flavor is not Flavor.OCEANBASE:
+            conn = connect(spec.source)
+            try:
+                with driver_errors(spec.source):
+                    position = current_position(conn, spec.source.flavor.value)
+            finally:
+                conn.close()
+            store.save_checkpoint(spec.name, HANDOVER_STREAM, position.model_dump())
+            say(f"incremental handover position: {position}")
+    report.handover = store.load_checkpoint(spec.name, HANDOVER_STREAM)
+    jobs: list[CopyJob] = []
+    totals: dict[str, int] = {}
+    conn = text_connect(spec.source)
+    try:
+        for src, want in plans:
+            saved = store.chunk_plan(spec.name, src.qualified)
+            if not saved:
+                chunks = plan_chunks(
+                    conn, src.database, src.name, src.row_identity, spec.options.chunk_rows
+                )
+                store.save_chunk_plan(
+                    spec.name,
+                    src.qualified,
+                    [(c.index, encode_key(c.lower), encode_key(c.upper)) for c in chunks],
+                )
+                saved = store.chunk_plan(spec.name, src.qualified)
+                fresh = True
+            else:
+                fresh = False
+            pending = tuple(
+                Chunk(i, decode_key(lo), decode_key(hi))
+                for i, lo, hi, done, _rows in saved
+                if not done
+            )
+            report.rows += sum(rows for *_x, done, rows in saved if done)
+            totals[src.qualified] = len(saved)
+            columns = tuple(
+                (c.name, spec.rename.column(src.database, src.name, c.name))
+                for c in src.columns
+                if c.generated is None
+            )
+            jobs.append(
+                CopyJob(
+                    source=src,
+                    target=want,
+                    columns=columns,
+                    key=src.row_identity,
+                    target_key=tuple(
+                        spec.rename.column(src.database, src.name, k) for k in src.row_identity
+                    ),
+                    where=spec.filter_for(src.database, src.name),
+                    chunks=pending,
+                    ignore_existing=ignore,
+                    resumed=frozenset() if fresh else frozenset(c.index for c in pending),
+                )
+            )
+    finally:
+        conn.close()
+    progress = _Progress(totals, say, report.rows)
+
+    def on_done(result: ChunkResult) -> None:
+        store.mark_chunk_done(spec.name, result.job.name, result.chunk.index, result.rows)
+        for key, detail in result.conflicts:
+            store.record_copy_conflict(spec.name, result.job.name, key, detail)
+        report.rows += result.rows
+        report.conflicts += len(result.conflicts)
+        progress.chunk_done(result)
+
+    run_copy(
+        jobs,
+        spec.source,
+        spec.target,
+        read_concurrency=spec.options.read_concurrency,
+        write_concurrency=spec.options.write_concurrency,
+        limiter=RateLimiter(spec.options.rate_rows_per_second, spec.options.rate_bytes_per_second),
+        on_done=on_done,
+        task=spec.name,
+    )
+    progress.finish()
+
+
+def _refuse_non_empty(spec: TaskSpec, tables: list[Table]) -> None:
+    conn = connect(spec.target)
+    busy = []
+    try:
+        with driver_errors(spec.target), conn.cursor() as cur:
+            for t in tables:
+                cur.execute(
+                    "SELECT COUNT(*) FROM information_schema.TABLES"
+                    " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+                    (t.database, t.name),
+                )
+                row = cur.fetchone()
+                if not row or not row[0]:
+                    continue
+                cur.execute(f"SELECT 1 FROM {qualified(t.database, t.name)} LIMIT 1")
+                if cur.fetchone():
+                    busy.append(t.qualified)
+    finally:
+        conn.close()
+    if busy:
+        raise FatalError(
+            f"target tables are not empty: {', '.join(busy)}; nothing was copied",
+            task=spec.name,
+            endpoint=spec.target.display,
+            hint="empty them, or set options.non_empty_target: ignore",
+        )
+
+
+def _after_data(
+    spec: TaskSpec,
+    conn: Any,
+    plans: list[tuple[Table, Table]],
+    views: list[View],
+    existing_views: set[tuple[str, str]],
+    post: bool,
+    say: Say,
+) -> None:
+    with conn.cursor() as cur:
+        for _src, want in plans:
+            have = _index_names(cur, want)
+            if post:
+                for index in deferred_indexes(want):
+                    if index.name not in have:
+                        cur.execute(add_index_sql(want, index))
+                        say(f"created index {want.qualified}.{index.name}")
+            fks = _foreign_key_names(cur, want)
+            for fk in want.foreign_keys:
+                if fk.name not in fks:
+                    cur.execute(add_foreign_key_sql(want, fk))
+        for view in _dependency_order(views):
+            new = translate_view(view, renames=spec.rename)
+            if (new.database, new.name) not in existing_views:
+                cur.execute(create_view_sql(new))
+                say(f"created view {new.qualified}")
+
+
+def _index_names(cur: Any, t: Table) -> set[str]:
+    cur.execute(
+        "SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS"
+        " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+        (t.database, t.name),
+    )
+    return {str(r[0]) for r in cur.fetchall()}
+
+
+def _foreign_key_names(cur: Any, t: Table) -> set[str]:
+    cur.execute(
+        "SELECT CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS"
+        " WHERE CONSTRAINT_SCHEMA = %s AND TABLE_NAME = %s",
+        (t.database, t.name),
+    )
+    return {str(r[0]) for r in cur.fetchall()}
+
+
+def _dependency_order(views: list[View]) -> list[View]:
+    """Views after the views they read (a view reading an unselected view is last)."""
+    by_name = {v.qualified: v for v in views}
+    done: list[View] = []
+    seen: set[str] = set()
+
+    def visit(v: View, path: tuple[str, ...]) -> None:
+        if v.qualified in seen:
+            return
+        if v.qualified in path:
+            raise ConfigError(f"views depend on each other in a cycle: {' -> '.join(path)}")
+        for dep in v.depends_on:
+            if dep in by_name:
+                visit(by_name[dep], (*path, v.qualified))
+        seen.add(v.qualified)
+        done.append(v)
+
+    for v in views:
+        visit(v, ())
+    return done
+
+
+class _Progress:
+    """Per-table and total progress as plain lines, at most every two seconds."""
+
+    def __init__(self, totals: dict[str, int], say: Say, rows_before: int) -> None:
+        self.totals = totals
+        self.done: dict[str, int] = dict.fromkeys(totals, 0)
+        self.rows: dict[str, int] = dict.fromkeys(totals, 0)
+        self.say = say
+        self.start = time.monotonic()
+        self.last = 0.0
+        self.rows_before = rows_before
+
+    def chunk_done(self, result: ChunkResult) -> None:
+        name = result.job.name
+        self.done[name] += 1
+        self.rows[name] += result.rows
+        now = time.monotonic()
+        if now - self.last >= 2.0 or self.done[name] == len(result.job.chunks):
+            self.last = now
+            self._line(now, name)
+
+    def _line(self, now: float, name: str) -> None:
+        elapsed = max(now - self.start, 1e-6)
+        rows = sum(self.rows.values())
+        all_chunks = sum(self.totals.values()) or 1
+        done = sum(self.done.values())
+        frac = done / all_chunks
+        eta = elapsed * (1 - frac) / frac if frac else 0.0
+        self.say(
+            f"{name}: {self.rows[name]} rows | total {rows} rows, {rows / elapsed:.0f}"
+            f" rows/s, {100 * frac:.0f}% of chunks, ETA {eta:.0f}s"
+        )
+
+    def finish(self) -> None:
+        elapsed = max(time.monotonic() - self.start, 1e-6)
+        rows = sum(self.rows.values())
+        self.say(f"full migration: {rows} rows in {elapsed:.1f}s ({rows / elapsed:.0f} rows/s)")

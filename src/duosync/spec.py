@@ -1,0 +1,725 @@
+"""The task spec: what a user writes in YAML and runs with ``duosync migrate -f``.
+
+A spec names a source and a target endpoint, the phases to run, the objects to move,
+how to rename them and which rows to keep, plus tuning options::
+
+    name: shop-to-ob
+    source: {url: mariadb://migrator@10.0.0.5:3306, password_env: SRC_PASSWORD}
+    target: oceanbase://root@10.0.0.9:2881
+    types: [schema, full]
+    select:
+      databases: [shop]                 # whole databases
+      objects: [crm.customers]          # single tables or views, "db.name"
+      include: ["sales_*.order_?"]      # wildcard rules on "db.name"
+      exclude: [shop.tmp_*]             # removes whatever the lines above selected
+    rename:
+      databases: {shop: shop_v2}
+      tables: {crm.customers: clients}
+      columns: {crm.customers: {mail: email}}
+    filters:
+      crm.customers: "country = 'FR'"
+    options: {read_concurrency: 8}
+
+It is validated once, here (``load_spec``/``parse_spec``), into frozen models; every
+problem becomes a ``ConfigError`` naming the file and the field path, and never
+quoting a password. What only the real catalog can reveal (a rename that collides
+with a table selected by a wildcard, ...) is checked by ``TaskSpec.check_catalog``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Sequence
+from enum import StrEnum
+from fnmatch import fnmatchcase
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+
+from duosync.config import Endpoint, Flavor, redact_url
+from duosync.core.catalog import Catalog, Table, View
+from duosync.errors import ConfigError
+
+
+class MigrationType(StrEnum):
+    """A phase of the task; phases always run in this order."""
+
+    SCHEMA = "schema"
+    FULL = "full"
+    INCREMENTAL = "incremental"
+
+
+class NonEmptyTarget(StrEnum):
+    """What full migration does when a target table already holds rows."""
+
+    STOP = "stop"  #: refuse to start: the rows may be someone else's data
+    IGNORE = "ignore"  #: go on; conflicting rows are logged, the target's are kept
+
+
+class StorageFormat(StrEnum):
+    """Storage of tables created on an OceanBase (4.3+) target."""
+
+    DEFAULT = "default"  #: whatever the tenant's settings say
+    ROW = "row"
+    COLUMN = "column"
+    HYBRID = "hybrid"
+
+
+# -- names -------------------------------------------------------------------------------
+
+# Never selected by a wildcard and refused when named: copying the server's own
+# catalogs is never what a data migration means, and `oms` holds the transaction
+# marker tables two-way sync uses to drop its own changes; copying those would break
+# loop prevention. Compared case-insensitively, as the servers do for these names.
+SYSTEM_DATABASES = frozenset(
+    {
+        "information_schema",
+        "performance_schema",
+        "mysql",
+        "sys",
+        "oceanbase",
+        "lbacsys",
+        "oraauditor",
+        "__public",
+        "__recyclebin",
+        "oms",
+    }
+)
+
+_WILDCARD_CHARS = frozenset("*?[")
+_TASK_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def is_system_database(name: str) -> bool:
+    return name.lower() in SYSTEM_DATABASES
+
+
+def _show(value: object) -> str:
+    """Quote user text in a message; a URL with a password typed in the wrong place
+    must still not leak it."""
+    return repr(redact_url(str(value)))
+
+
+def _check_part(value: str, what: str) -> None:
+    if not value:
+        raise ValueError(f"{what} is empty")
+    if value != value.strip():
+        raise ValueError(f"{what} {_show(value)} has spaces around it")
+
+
+def _split_qualified(value: str, what: str) -> tuple[str, str]:
+    """Split ``db.name``. Names containing a dot are legal in MySQL (quoted), but then
+    ``a.b.c`` would be ambiguous; we refuse them rather than guess the split."""
+    if value.count(".") != 1:
+        extra = "; a name containing a dot is not supported" if value.count(".") > 1 else ""
+        raise ValueError(f"{what} {_show(value)} must be 'db.name'{extra}")
+    database, name = value.split(".")
+    _check_part(database, f"the database part of {what}")
+    _check_part(name, f"the name part of {what}")
+    return database, name
+
+
+def _no_wildcards(value: str, what: str, hint: str) -> None:
+    # A '*' here is almost always someone expecting a pattern; say where patterns go
+    # instead of silently looking for a table literally named 'order_*'.
+    if _WILDCARD_CHARS & set(value):
+        raise ValueError(f"{what} {_show(value)} names one object; {hint}")
+
+
+def _not_system(database: str, what: str) -> None:
+    if is_system_database(database):
+        raise ValueError(f"{what} {_show(database)} is a system database; it cannot be migrated")
+
+
+def _check_database(value: str) -> str:
+    _check_part(value, "database name")
+    if "." in value:
+        raise ValueError(f"database name {_show(value)}: a name containing a dot is not supported")
+    _no_wildcards(value, "database", "use include: ['db_pattern.*'] for wildcards")
+    _not_system(value, "database")
+    return value
+
+
+def _check_object(value: str) -> str:
+    database, _ = _split_qualified(value, "object")
+    _no_wildcards(value, "object", "use include: for wildcards")
+    _not_system(database, "database")
+    return value
+
+
+def _check_rule(value: str) -> str:
+    # Patterns are matched part by part so that '*' never runs across the dot: with
+    # one pattern over the whole "db.name", 'shop*' would also pick 'shopping.x'.
+    if value.count(".") != 1:
+        raise ValueError(
+            f"rule {_show(value)} must be 'db_pattern.name_pattern' with exactly one dot"
+            " (e.g. 'sales_*.order_?', 'shop.*')"
+        )
+    db_pattern, name_pattern = value.split(".")
+    _check_part(db_pattern, "the database pattern of a rule")
+    _check_part(name_pattern, "the name pattern of a rule")
+    if not _WILDCARD_CHARS & set(db_pattern):
+        _not_system(db_pattern, "database")
+    return value
+
+
+def _check_keyed_object(value: str) -> str:
+    """Keys of rename.tables, rename.columns and filters: one source table."""
+    _split_qualified(value, "table")
+    _no_wildcards(value, "table", "wildcards are not supported here")
+    return value
+
+
+def _check_table_target(value: str) -> str:
+    if "." in value:
+        database, _ = _split_qualified(value, "rename target")
+        _not_system(database, "target database")
+    else:
+        _check_part(value, "rename target")
+    return value
+
+
+def _check_name(value: str) -> str:
+    _check_part(value, "name")
+    return value
+
+
+_WHERE = re.compile(r"\s*where\b", re.IGNORECASE)
+
+
+def _check_condition(value: str) -> str:
+    """A row filter is pasted into ``WHERE (<condition>) AND <chunk range>``; it must be
+    one expression that cannot escape those parentheses or end the statement."""
+    text = value.strip()
+    if not text:
+        raise ValueError("a row filter must not be empty")
+    if _WHERE.match(text):
+        raise ValueError("write only the condition, without the word WHERE")
+    quote: str | None = None
+    depth = 0
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        nxt = text[i + 1] if i + 1 < len(text) else ""
+        if quote is not None:
+            if ch == "\\" and quote != "`":
+                i += 1  # the escaped character cannot close the string
+            elif ch == quote:
+                if nxt == quote:
+                    i += 1  # a doubled quote stands for itself
+                else:
+                    quote = None
+        elif ch in "'\"`":
+            quote = ch
+        elif ch == ";":
+            raise ValueError("a row filter is one condition: ';' outside quotes is not allowed")
+        elif ch == "#" or (ch == "/" and nxt == "*") or (ch == "-" and nxt == "-"):
+            following = text[i + 2 : i + 3]
+            # '--' starts a comment only when followed by a space or the end ("a--1"
+            # is a minus twice); a comment would swallow the chunk range after it.
+            if ch != "-" or following in ("", " ", "\t", "\n", "\r"):
+                raise ValueError("a row filter must not contain SQL comments")
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                raise ValueError("a row filter has a ')' without its '('")
+        i += 1
+    if quote is not None:
+        raise ValueError(f"a row filter has an unterminated {quote} quote")
+    if depth:
+        raise ValueError("a row filter has a '(' without its ')'")
+    return text
+
+
+def _check_task_name(value: str) -> str:
+    if not _TASK_NAME.fullmatch(value):
+        raise ValueError("use 1 to 64 letters, digits, '_', '.' or '-'")
+    return value
+
+
+DatabaseName = Annotated[str, AfterValidator(_check_database)]
+ObjectName = Annotated[str, AfterValidator(_check_object)]
+Rule = Annotated[str, AfterValidator(_check_rule)]
+SourceTable = Annotated[str, AfterValidator(_check_keyed_object)]
+# a source database only has to be a name: renaming one never selected is harmless
+SourceDatabase = Annotated[str, AfterValidator(_check_name)]
+TargetDatabase = DatabaseName
+TableTarget = Annotated[str, AfterValidator(_check_table_target)]
+ColumnName = Annotated[str, AfterValidator(_check_name)]
+Condition = Annotated[str, AfterValidator(_check_condition)]
+TaskName = Annotated[str, AfterValidator(_check_task_name)]
+
+
+@lru_cache(maxsize=256)
+def _split_rules(rules: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    # Cached on the (validated, immutable) tuple: matches() runs once per table.
+    return tuple((r.split(".")[0], r.split(".")[1]) for r in rules)
+
+
+@lru_cache(maxsize=256)
+def _as_set(items: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(items)
+
+
+class _Spec(BaseModel):
+    # hide_input_in_errors: an error must not echo input back (an endpoint URL may
+    # hold a password); parse_spec renders errors itself from field paths.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+# -- selection -----------------------------------------------------------------------------
+
+
+class Selection(_Spec):
+    """Which source tables and views the task moves.
+
+    An object is selected when its database is listed in ``databases``, or it is
+    listed in ``objects`` as ``db.name``, or it matches an ``include`` rule; and it
+    matches no ``exclude`` rule. Rules are ``db_pattern.name_pattern`` with fnmatch
+    wildcards (``*`` any run, ``?`` one character, ``[abc]`` a class), matched
+    case-sensitively and part by part (``*`` never crosses the dot). Rules never match
+    system databases (``mysql``, ``information_schema``, ``oms``, ...).
+    """
+
+    databases: tuple[DatabaseName, ...] = ()
+    objects: tuple[ObjectName, ...] = ()
+    include: tuple[Rule, ...] = ()
+    exclude: tuple[Rule, ...] = ()
+
+    @model_validator(mode="after")
+    def _selects_something(self) -> Selection:
+        if not (self.databases or self.objects or self.include):
+            raise ValueError(
+                "selects nothing: give at least one of databases, objects or include"
+                " (exclude only removes)"
+            )
+        return self
+
+    def _excluded(self, database: str, name: str) -> bool:
+        return any(
+            fnmatchcase(database, d) and fnmatchcase(name, n) for d, n in _split_rules(self.exclude)
+        )
+
+    def matches(self, database: str, name: str) -> bool:
+        """Whether the source table or view ``database.name`` is selected."""
+        if self._excluded(database, name):
+            return False
+        if database in _as_set(self.databases) or f"{database}.{name}" in _as_set(self.objects):
+            return True
+        if is_system_database(database):
+            return False
+        return any(
+            fnmatchcase(database, d) and fnmatchcase(name, n) for d, n in _split_rules(self.include)
+        )
+
+    def candidate_databases(self, available: Sequence[str]) -> list[str]:
+        """Those of *available* (in their order) that may hold selected objects: the
+        databases worth inspecting. A database excluded as a whole (``db.*``) is left
+        out."""
+        named = _as_set(self.databases) | {o.split(".")[0] for o in self.objects}
+        result: list[str] = []
+        for database in available:
+            if database in result:
+                continue
+            if any(fnmatchcase(database, d) and n == "*" for d, n in _split_rules(self.exclude)):
+                continue
+            if database in named or (
+                not is_system_database(database)
+                and any(fnmatchcase(database, d) for d, _ in _split_rules(self.include))
+            ):
+                result.append(database)
+        return result
+
+
+# -- renames -------------------------------------------------------------------------------
+
+
+class Renames(_Spec):
+    """Target names of source objects; anything not listed keeps its name.
+
+    ``tables`` values are ``dst_table`` (kept in the database's target, i.e. after
+    the database rename) or ``dst_db.dst_table``; a table rename wins over the
+    database rename. It applies to views too. Column names are matched
+    case-insensitively, as the servers do.
+    """
+
+    databases: dict[SourceDatabase, TargetDatabase] = {}
+    tables: dict[SourceTable, TableTarget] = {}
+    columns: dict[SourceTable, dict[ColumnName, ColumnName]] = {}
+
+    @field_validator("columns")
+    @classmethod
+    def _columns_distinct(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for table, mapping in value.items():
+            sources: dict[str, str] = {}
+            targets: dict[str, str] = {}
+            for src, dst in mapping.items():
+                if (seen := sources.setdefault(src.lower(), src)) != src:
+                    raise ValueError(
+                        f"{table}: {_show(seen)} and {_show(src)} are the same column"
+                        " (column names are case-insensitive)"
+                    )
+                if (other := targets.setdefault(dst.lower(), src)) != src:
+                    raise ValueError(
+                        f"{table}: columns {_show(other)} and {_show(src)} would both"
+                        f" become {_show(dst)}"
+                    )
+        return value
+
+    def table(self, database: str, name: str) -> tuple[str, str]:
+        """Target ``(database, name)`` of the source table or view ``database.name``."""
+        target = self.tables.get(f"{database}.{name}")
+        if target is not None and "." in target:
+            db, table = target.split(".")
+            return db, table
+        return self.databases.get(database, database), target if target is not None else name
+
+    def column(self, database: str, table: str, column: str) -> str:
+        """Target name of a source column."""
+        mapping = self.columns.get(f"{database}.{table}")
+        if not mapping:
+            return column
+        if column in mapping:
+            return mapping[column]
+        lowered = column.lower()
+        for src, dst in mapping.items():
+            if src.lower() == lowered:
+                return dst
+        return column
+
+
+# -- options -------------------------------------------------------------------------------
+
+
+class Options(_Spec):
+    """Tuning of the phases. Limits follow the product we mirror (512 threads)."""
+
+    read_concurrency: int = Field(default=4, ge=1, le=512)
+    write_concurrency: int = Field(default=4, ge=1, le=512)
+    #: full-migration throttles; None means unlimited
+    rate_rows_per_second: int | None = Field(default=None, gt=0)
+    rate_bytes_per_second: int | None = Field(default=None, gt=0)
+    non_empty_target: NonEmptyTarget = NonEmptyTarget.STOP
+    #: create non-unique secondary indexes after the full copy (faster bulk loads)
+    post_indexing: bool = False
+    oceanbase_storage: StorageFormat = StorageFormat.DEFAULT
+    #: rows per primary-key range chunk: below 100 the per-chunk round trips dominate,
+    #: above a million one chunk holds too much in memory and takes too long to retry
+    chunk_rows: int = Field(default=10000, ge=100, le=1_000_000)
+
+
+# -- the task ------------------------------------------------------------------------------
+
+_PHASE_ORDER = {t: i for i, t in enumerate(MigrationType)}
+
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _server_key(ep: Endpoint) -> tuple[str, str, int]:
+    # mysql:// and mariadb:// may name the same server (the server says what it is),
+    # and localhost/127.0.0.1/::1 are one machine: compare what cannot differ.
+    family = "oceanbase" if ep.flavor is Flavor.OCEANBASE else "mysql"
+    host = ep.host.lower().rstrip(".")
+    return family, "localhost" if host in _LOOPBACK else host, ep.port
+
+
+def same_server(a: Endpoint, b: Endpoint) -> bool:
+    """Whether two endpoints address the same server (by family, host and port)."""
+    return _server_key(a) == _server_key(b)
+
+
+class TaskSpec(_Spec):
+    """One migration task as written by the user, validated."""
+
+    name: TaskName
+    source: Endpoint
+    target: Endpoint
+    #: phases to run, stored in phase order (schema, full, incremental) whatever the
+    #: order written, so comparisons and the runner need not sort
+    types: tuple[MigrationType, ...] = (MigrationType.SCHEMA, MigrationType.FULL)
+    select: Selection
+    rename: Renames = Renames()
+    #: "src_db.src_table": SQL condition (without WHERE) rows must satisfy to be copied
+    filters: dict[SourceTable, Condition] = {}
+    options: Options = Options()
+
+    @field_validator("source", "target", mode="wrap")
+    @classmethod
+    def _endpoint(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        # Endpoint raises ConfigError for a malformed URL (its message is already
+        # redacted); turn it into a field error so it gets the field path.
+        try:
+            return handler(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("types")
+    @classmethod
+    def _types(cls, value: tuple[MigrationType, ...]) -> tuple[MigrationType, ...]:
+        if not value:
+            raise ValueError("give at least one of schema, full, incremental")
+        seen: set[MigrationType] = set()
+        for t in value:
+            if t in seen:
+                raise ValueError(f"{t.value!r} is listed twice")
+            seen.add(t)
+        return tuple(sorted(value, key=_PHASE_ORDER.__getitem__))
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> TaskSpec:
+        if self.options.post_indexing and not {MigrationType.SCHEMA, MigrationType.FULL} <= set(
+            self.types
+        ):
+            raise ValueError(
+                "options.post_indexing: needs both 'schema' and 'full' in types (indexes are"
+                " created by schema migration after the full copy)"
+            )
+        if (
+            self.options.oceanbase_storage is not StorageFormat.DEFAULT
+            and self.target.flavor is not Flavor.OCEANBASE
+        ):
+            raise ValueError(
+                "options.oceanbase_storage: applies only to an OceanBase target;"
+                " leave it at 'default'"
+            )
+        self._check_known_targets()
+        return self
+
+    def _known_sources(self) -> tuple[list[str], list[str]]:
+        """Source tables the file names explicitly: (renamed, others that are selected)."""
+        renamed = list(self.rename.tables)
+        others = list(self.select.objects)
+        for key in (*self.filters, *self.rename.columns):
+            if key not in others and self.select.matches(*key.split(".")):
+                others.append(key)
+        return renamed, [k for k in others if k not in self.rename.tables]
+
+    def _check_known_targets(self) -> None:
+        """Collisions visible in the file itself; check_catalog repeats this with the
+        real list of selected objects."""
+        renamed, others = self._known_sources()
+        same = same_server(self.source, self.target)
+        if same:
+            if not self.rename.databases and not self.rename.tables:
+                raise ValueError(self._same_table_message("every selected table"))
+            for database in self.select.databases:
+                if self.rename.databases.get(database, database) == database:
+                    raise ValueError(
+                        self._same_table_message(f"every table of database {_show(database)}")
+                    )
+        targets: dict[tuple[str, str], str] = {}
+        for key in [*renamed, *others]:
+            database, name = key.split(".")
+            target = self.rename.table(database, name)
+            if same and target == (database, name):
+                raise ValueError(self._same_table_message(key))
+            other = targets.setdefault(target, key)
+            if other != key:
+                raise ValueError(
+                    f"rename: {other} and {key} would both become {'.'.join(target)} on the target"
+                )
+
+    def _same_table_message(self, what: str) -> str:
+        return (
+            f"target: source and target are the same table: {what} would be copied onto itself"
+            f" on {self.source.display}; rename it (rename.databases or rename.tables)"
+            " or choose another target"
+        )
+
+    def selected_tables(self, catalog: Catalog) -> list[Table]:
+        """Selected source tables (not views), in catalog order."""
+        return [
+            t for db in catalog.databases for t in db.tables if self.select.matches(db.name, t.name)
+        ]
+
+    def selected_views(self, catalog: Catalog) -> list[View]:
+        """Selected source views, in catalog order."""
+        return [
+            v for db in catalog.databases for v in db.views if self.select.matches(db.name, v.name)
+        ]
+
+    def filter_for(self, database: str, table: str) -> str | None:
+        """The row filter condition (without WHERE) of a source table, if any."""
+        return self.filters.get(f"{database}.{table}")
+
+    def check_catalog(self, catalog: Catalog) -> None:
+        """Refuse what only the source catalog reveals: two selected objects renamed
+        onto one target, an object copied onto itself on the same server, a column
+        renamed onto another column of its table. Raise ``ConfigError`` listing all."""
+        problems: list[str] = []
+        same = same_server(self.source, self.target)
+        targets: dict[tuple[str, str], str] = {}
+        tables = self.selected_tables(catalog)
+        objects: list[Table | View] = [*tables, *self.selected_views(catalog)]
+        for obj in objects:
+            target = self.rename.table(obj.database, obj.name)
+            if same and target == (obj.database, obj.name):
+                problems.append(f"source and target are the same table: {obj.qualified}")
+            other = targets.setdefault(target, obj.qualified)
+            if other != obj.qualified:
+                problems.append(f"{other} and {obj.qualified} would both become {'.'.join(target)}")
+        for table in tables:
+            names: dict[str, str] = {}
+            for col in table.columns:
+                new = self.rename.column(table.database, table.name, col.name)
+                if (other := names.setdefault(new.lower(), col.name)) != col.name:
+                    problems.append(
+                        f"{table.qualified}: columns {other} and {col.name} would both become {new}"
+                    )
+        if problems:
+            raise ConfigError("; ".join(problems), task=self.name, endpoint=self.source.display)
+
+
+# -- loading -------------------------------------------------------------------------------
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping: PyYAML would keep the
+    last one silently, and a second ``filters:`` block dropping the first is the kind
+    of mistake that copies rows nobody wanted."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # '<<: *defaults' keys may be overridden on purpose
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            duplicate = key in seen
+            seen.add(key)
+        except TypeError:
+            continue  # unhashable: construct_mapping reports it
+        if duplicate:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {_show(key)} is given twice", key_node.start_mark
+            )
+    return loader.construct_mapping(node, deep=True)
+
+
+_SpecLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_spec(path: Path) -> TaskSpec:
+    """Read and validate a YAML task spec; every problem is a ``ConfigError``."""
+    origin = str(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(f"{origin}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{origin}: is a directory, not a spec file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{origin}: is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"{origin}: cannot be read ({exc.strerror})") from None
+    try:
+        data = yaml.load(text, Loader=_SpecLoader)  # a SafeLoader: builds plain data only
+    except yaml.MarkedYAMLError as exc:
+        # Our own wording: str(exc) quotes the offending line, which may hold a URL
+        # with a password.
+        where = ""
+        if exc.problem_mark is not None:
+            where = f"line {exc.problem_mark.line + 1}, column {exc.problem_mark.column + 1}: "
+        problem = redact_url(exc.problem or exc.context or "malformed")
+        raise ConfigError(f"{origin}: {where}invalid YAML: {problem}") from None
+    except yaml.YAMLError:
+        raise ConfigError(f"{origin}: invalid YAML") from None
+    return parse_spec(data, origin)
+
+
+def parse_spec(data: object, origin: str = "<spec>") -> TaskSpec:
+    """Validate already-parsed spec data (a mapping); *origin* names it in errors."""
+    if data is None:
+        raise ConfigError(f"{origin}: the spec is empty", hint="see examples/*.yaml")
+    if not isinstance(data, dict):
+        kind = "a list" if isinstance(data, list) else f"a {type(data).__name__}"
+        raise ConfigError(
+            f"{origin}: expected a mapping of fields (name, source, target, select, ...)"
+            f" at the top level, not {kind}"
+        )
+    try:
+        return TaskSpec.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{origin}: {_describe(exc)}") from None
+    except ConfigError as exc:  # defensive: any endpoint error that escaped its field
+        raise ConfigError(f"{origin}: {exc.message}", hint=exc.hint) from None
+
+
+_MAX_SHOWN = 3
+
+
+def _describe(exc: ValidationError) -> str:
+    errors = exc.errors(include_url=False, include_context=False)
+    shown = [_describe_one(err) for err in errors[:_MAX_SHOWN]]
+    if len(errors) > _MAX_SHOWN:
+        shown.append(f"and {len(errors) - _MAX_SHOWN} more")
+    return "; ".join(shown)
+
+
+def _describe_one(err: ErrorDetails) -> str:
+    loc = list(err["loc"])
+    is_key = bool(loc) and loc[-1] == "[key]"
+    if is_key:
+        loc.pop()
+    msg = str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    kind = err["type"]
+    if kind == "extra_forbidden" and loc:
+        msg = _unknown_field(tuple(loc[:-1]), str(loc[-1]))
+    elif kind == "string_type" and not isinstance(err.get("input"), str):
+        # The input itself is never shown; its type is enough to explain the usual
+        # cause: YAML reads `no`, `on`, `null`, `2024`, `2024-01-01` as non-text.
+        msg += " (YAML did not read this as text: quote it)"
+    # a bad dict key is named as the key of its mapping, not as a path step
+    path = f"{_render_loc(loc[:-1])}: key {_show(loc[-1])}" if is_key and loc else _render_loc(loc)
+    return f"{path}: {msg}" if path else msg
+
+
+def _render_loc(parts: Iterable[Any]) -> str:
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _IDENT.fullmatch(str(part)):
+            out += f".{part}" if out else str(part)
+        else:
+            out += f"[{_show(part)}]"
+    return out
+
+
+def _unknown_field(parent: tuple[Any, ...], key: str) -> str:
+    model = _MODELS_AT.get(parent)
+    if model is None:
+        return "unknown field"
+    allowed = sorted(model.model_fields) + (["url"] if model is Endpoint else [])
+    close = difflib.get_close_matches(key, allowed, n=1)
+    if close:
+        return f"unknown field (did you mean {close[0]}?)"
+    return f"unknown field (allowed: {', '.join(allowed)})"
+
+
+_MODELS_AT: dict[tuple[Any, ...], type[BaseModel]] = {
+    (): TaskSpec,
+    ("select",): Selection,
+    ("rename",): Renames,
+    ("options",): Options,
+    ("source",): Endpoint,
+    ("target",): Endpoint,
+}
