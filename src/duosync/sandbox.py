@@ -278,11 +278,20 @@ def _need(binary: str, package: str) -> str:
     return path
 
 
+def _private_tmp(datadir: Path) -> Path:
+    # A temporary directory of our own: the shared /tmp may be cleaned under a
+    # starting server (seen in CI: Aria temp tables failing with errno 2).
+    tmp = datadir / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    return tmp
+
+
 def _install_mariadb(spec: ServerSpec, datadir: Path) -> None:
     cmd = [
         _need("mariadb-install-db", "mariadb-server"),
         "--no-defaults",
         f"--datadir={datadir}",
+        f"--tmpdir={_private_tmp(datadir)}",
         "--auth-root-authentication-method=normal",
         "--skip-test-db",
         *_run_as_root_args(),
@@ -306,6 +315,7 @@ def _mariadbd_command(spec: ServerSpec, server: ServerState) -> list[str]:
         f"--socket={d}/sock",
         f"--pid-file={d}/mariadbd.pid",
         f"--log-error={server.log}",
+        f"--tmpdir={_private_tmp(Path(d))}",
         "--bind-address=127.0.0.1",
         f"--server-id={spec.server_id}",
         f"--log-bin={d}/binlog",
