@@ -47,3 +47,19 @@ def query(
             return list(cur.fetchall())
     finally:
         conn.close()
+
+
+class MoveDatabase:
+    """Renames for tests: one database to another, and optionally some columns."""
+
+    def __init__(
+        self, source: str, target: str, columns: dict[tuple[str, str], str] | None = None
+    ) -> None:
+        self.source, self.target = source, target
+        self.columns = columns or {}
+
+    def table(self, database: str, name: str) -> tuple[str, str]:
+        return (self.target if database == self.source else database), name
+
+    def column(self, database: str, table: str, column: str) -> str:
+        return self.columns.get((table, column), column)

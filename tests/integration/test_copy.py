@@ -17,22 +17,11 @@ from duosync.migrate.ratelimit import RateLimiter
 from duosync.schema.ddl import create_table_sql
 from duosync.schema.translate import translate_table
 from duosync.service.inspection import inspect_endpoint
-from tests.helpers import query, run_sql
+from tests.helpers import MoveDatabase, query, run_sql
 
 pytestmark = pytest.mark.integration
 
 FIDELITY = (Path(__file__).parent / "fidelity_rows.sql").read_text()
-
-
-class _Move:
-    def __init__(self, src: str, dst: str) -> None:
-        self.src, self.dst = src, dst
-
-    def table(self, database: str, name: str) -> tuple[str, str]:
-        return (self.dst if database == self.src else database), name
-
-    def column(self, database: str, table: str, column: str) -> str:
-        return column
 
 
 def _job(
@@ -45,7 +34,9 @@ def _job(
     ignore_existing: bool = False,
 ) -> CopyJob:
     source = inspect_endpoint(source_ep, [src_db]).database(src_db).table(table)
-    target, _notes = translate_table(source, target=target_ep.flavor, renames=_Move(src_db, dst_db))
+    target, _notes = translate_table(
+        source, target=target_ep.flavor, renames=MoveDatabase(src_db, dst_db)
+    )
     run_sql(target_ep, [create_table_sql(target, target_ep.flavor)])
     conn = text_connect(source_ep)
     try:

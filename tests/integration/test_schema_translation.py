@@ -13,24 +13,11 @@ from duosync.schema.compare import table_differences
 from duosync.schema.ddl import add_foreign_key_sql, create_table_sql, create_view_sql
 from duosync.schema.translate import translate_table, translate_view
 from duosync.service.inspection import inspect_endpoint
-from tests.helpers import run_sql
+from tests.helpers import MoveDatabase, run_sql
 
 pytestmark = pytest.mark.integration
 
 SCHEMA = (Path(__file__).parent / "schema_all_types.sql").read_text()
-
-
-class _MoveDatabase:
-    """Renames: one database to another, and one column of all_types renamed."""
-
-    def __init__(self, source: str, target: str) -> None:
-        self.source, self.target = source, target
-
-    def table(self, database: str, name: str) -> tuple[str, str]:
-        return (self.target if database == self.source else database), name
-
-    def column(self, database: str, table: str, column: str) -> str:
-        return "c_int_renamed" if (table, column) == ("all_types", "c_int") else column
 
 
 @pytest.mark.parametrize("target_name", ["mariadb2", "oceanbase1"])
@@ -45,7 +32,7 @@ def test_all_types_recreated_identically(
     dst_db = fresh_database(target, "dst")
     run_sql(mariadb1, SCHEMA, database=src_db)
     source = inspect_endpoint(mariadb1, [src_db]).database(src_db)
-    renames = _MoveDatabase(src_db, dst_db)
+    renames = MoveDatabase(src_db, dst_db, {("all_types", "c_int"): "c_int_renamed"})
 
     translated = {}
     for table in source.tables:

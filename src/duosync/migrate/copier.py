@@ -33,7 +33,7 @@ from duosync.config import Endpoint
 from duosync.core.catalog import Table
 from duosync.endpoints.mysql.connection import connect, translate
 from duosync.endpoints.mysql.dialect import qualified, quote_ident
-from duosync.errors import DuosyncError, FatalError, RetriableError
+from duosync.errors import DuosyncError, RetriableError
 from duosync.migrate.chunks import Chunk, range_condition
 from duosync.migrate.ratelimit import RateLimiter
 
@@ -178,10 +178,6 @@ def _without_existing(
 
 def _jsonable(v: Any) -> Any:
     return v.hex() if isinstance(v, bytes) else v
-
-
-class CopyError(FatalError):
-    pass
 
 
 def run_copy(
