@@ -203,7 +203,7 @@ def run_copy(
     writers = max(1, min(write_concurrency, total))
     for _ in range(readers):
         work.put(None)
-    data: queue.Queue[tuple[CopyJob, Chunk, list[tuple[Any, ...]]] | None] = queue.Queue(
+    data: queue.Queue[tuple[CopyJob, Chunk, list[tuple[Any, ...]]]] = queue.Queue(
         maxsize=max(2, writers * 2)
     )
     done: queue.Queue[ChunkResult | BaseException] = queue.Queue()
@@ -248,8 +248,6 @@ def run_copy(
                     item = data.get(timeout=0.5)
                 except queue.Empty:
                     continue
-                if item is None:
-                    break
                 job, chunk, rows = item
                 limiter.acquire(len(rows), _row_bytes(rows))
                 for attempt in range(1, _WRITE_ATTEMPTS + 1):

@@ -252,7 +252,8 @@ def _full_phase(
     try:
         for src, want in plans:
             saved = store.chunk_plan(spec.name, src.qualified)
-            if not saved:
+            fresh = not saved
+            if fresh:
                 chunks = plan_chunks(
                     conn, src.database, src.name, src.row_identity, spec.options.chunk_rows
                 )
@@ -261,10 +262,8 @@ def _full_phase(
                     src.qualified,
                     [(c.index, encode_key(c.lower), encode_key(c.upper)) for c in chunks],
                 )
+                # Read the plan back: a first run then uses keys exactly as a resume would.
                 saved = store.chunk_plan(spec.name, src.qualified)
-                fresh = True
-            else:
-                fresh = False
             pending = tuple(
                 Chunk(i, decode_key(lo), decode_key(hi))
                 for i, lo, hi, done, _rows in saved
