@@ -11,6 +11,7 @@ import pytest
 
 from duosync.config import Endpoint
 from duosync.core.catalog import Table
+from duosync.errors import DataError
 from duosync.migrate.chunks import plan_chunks
 from duosync.migrate.copier import ChunkResult, CopyJob, run_copy, text_connect
 from duosync.migrate.ratelimit import RateLimiter
@@ -168,3 +169,28 @@ def test_ignore_mode_keeps_target_rows_and_records_conflicts(
     assert [c[0] for c in conflicts] == [["2"]]
     dst = query(mariadb2, "SELECT id, v FROM t ORDER BY id", database=dst_db)
     assert dst == [(1, "a"), (2, "TARGET"), (3, "c")]
+
+
+def test_a_row_the_target_refuses_is_named(
+    mariadb1: Endpoint, oceanbase: Endpoint, fresh_database: Callable[..., str]
+) -> None:
+    """MariaDB takes TIME up to 838:59:59.999999, OceanBase only to .000000: the copy
+    stops with an error that names the table and the key of the refused row."""
+    src = fresh_database(mariadb1, "src")
+    dst = fresh_database(oceanbase, "dst")
+    run_sql(
+        mariadb1,
+        [
+            "CREATE TABLE spans (id INT PRIMARY KEY, d TIME(6))",
+            "INSERT INTO spans SELECT seq, SEC_TO_TIME(seq) FROM seq_1_to_50",
+            "UPDATE spans SET d = '838:59:59.999999' WHERE id = 37",
+        ],
+        database=src,
+    )
+    job = _job(mariadb1, src, "spans", oceanbase, dst, chunk_rows=100)
+    with pytest.raises(DataError) as caught:
+        _copy(job, mariadb1, oceanbase)
+    text = str(caught.value)
+    assert "(id) = (37)" in text, text
+    assert f"{dst}.spans" in text and "test" in text
+    assert query(oceanbase, f"SELECT COUNT(*) FROM {dst}.spans") == [(0,)]

@@ -12,14 +12,22 @@ scratch; in ``stop`` mode its key range is first emptied in the same transaction
 (the target table was verified empty before the first write, so only our own rows
 can be there), in ``ignore`` mode rows whose key exists are kept and compared.
 
-Values cross as the servers' own text (and bytes for binary types): the reader
-connection has no result converters, so nothing is lost to a Python type
-(zero dates, DECIMAL(65,30), TIME beyond 24 h) and no time goes to converting.
+Values cross as the servers' own text, never as Python values, so nothing is lost
+to a Python type (zero dates, DECIMAL(65,30), TIME beyond 24 h). In ``stop`` mode
+the source renders each chunk as the ``VALUES`` list of an INSERT
+(``migrate.literals``) and Python only forwards it; ``ignore`` mode must compare
+rows with the target's, so it reads them as text/bytes through a connection without
+result converters and lets the driver escape them.
+
+A row the target refuses (a value out of its range, say) fails its whole chunk; the
+chunk is then replayed row by row in a transaction that is rolled back, only to name
+the first refused row's key in the error.
 """
 
 from __future__ import annotations
 
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -33,8 +41,9 @@ from duosync.config import Endpoint
 from duosync.core.catalog import Table
 from duosync.endpoints.mysql.connection import connect, translate
 from duosync.endpoints.mysql.dialect import qualified, quote_ident
-from duosync.errors import DuosyncError, RetriableError
+from duosync.errors import DataError, DuosyncError, RetriableError
 from duosync.migrate.chunks import Chunk, range_condition
+from duosync.migrate.literals import row_expr
 from duosync.migrate.ratelimit import RateLimiter
 
 # Encoders only: arguments are escaped as usual, results stay text/bytes.
@@ -49,10 +58,33 @@ def text_connect(endpoint: Endpoint) -> Connection[Any]:
     conn = connect(endpoint, conv=_TEXT_CONV)
     with conn.cursor() as cur:
         cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        # Literals rendered by QUOTE() and by the driver use backslash escapes.
+        cur.execute("SELECT @@SESSION.sql_mode")
+        row = cur.fetchone()
+        modes = str(row[0] if row else "").split(",")
+        if "NO_BACKSLASH_ESCAPES" in modes:
+            kept = ",".join(m for m in modes if m and m != "NO_BACKSLASH_ESCAPES")
+            cur.execute("SET SESSION sql_mode = %s", (kept,))
     return conn
 
 
+def max_packet(conn: Connection[Any]) -> int:
+    """The largest statement or result row the server takes (max_allowed_packet)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@max_allowed_packet")
+        row = cur.fetchone()
+    return int(row[0]) if row else 1 << 22
+
+
+#: Upper bound of one INSERT's VALUES text: larger statements gain nothing and cost
+#: memory on both servers.
+MAX_STATEMENT = 16 << 20
+#: Room left in a packet for the statement's ``INSERT INTO ... (columns) VALUES``.
+_HEADER_ROOM = 256 << 10
+
+
 _WRITE_ATTEMPTS = 5
+_NUMBER = re.compile(r"-?\d+(\.\d+)?")
 
 
 @dataclass(frozen=True)
@@ -90,8 +122,67 @@ class ChunkResult:
 ChunkDone = Callable[[ChunkResult], None]
 
 
+@dataclass
+class ChunkData:
+    """A chunk's rows as read: literal ``VALUES`` lists, or text rows (``ignore``)."""
+
+    rows: int
+    nbytes: int
+    #: each element is ``(..),(..)`` text that fits one INSERT statement
+    literals: list[bytes] | None = None
+    typed: list[tuple[Any, ...]] | None = None
+
+
 def _row_bytes(rows: Sequence[Sequence[Any]]) -> int:
     return sum(len(v) if isinstance(v, (str, bytes)) else 8 for r in rows for v in r)
+
+
+def _chunk_where(job: CopyJob, chunk: Chunk) -> tuple[str, list[Any]]:
+    cond, args = range_condition(job.key, chunk.lower, chunk.upper)
+    return f"({cond})" + (f" AND ({job.where})" if job.where else ""), args
+
+
+def set_literal_limit(conn: Connection[Any], limit: int) -> None:
+    """Let GROUP_CONCAT build values lists up to *limit* bytes on this session."""
+    with conn.cursor() as cur:
+        cur.execute("SET SESSION group_concat_max_len = %s", (limit,))
+
+
+def read_chunk_literals(conn: Connection[Any], job: CopyJob, chunk: Chunk, limit: int) -> ChunkData:
+    """The chunk as INSERT values text rendered by the source (``migrate.literals``).
+
+    One GROUP_CONCAT per chunk; when its text would reach *limit* (the session's
+    group_concat_max_len, which then cuts it) the rows are read one by one instead
+    and packed into several statements.
+    """
+    row = row_expr(job.source, [s for s, _ in job.columns])
+    where, args = _chunk_where(job, chunk)
+    table = qualified(job.source.database, job.source.name)
+    with conn.cursor() as cur:
+        cur.execute(
+            f"SELECT COUNT(*), GROUP_CONCAT({row} SEPARATOR ',') FROM {table} WHERE {where}", args
+        )
+        got = cur.fetchone()
+        count, text = (int(got[0]), got[1]) if got else (0, None)
+        if count == 0 or text is None:
+            return ChunkData(0, 0, literals=[])
+        if len(text) < limit:
+            return ChunkData(count, len(text), literals=[bytes(text)])
+        cur.execute(f"SELECT {row} FROM {table} WHERE {where}", args)
+        pieces: list[bytes] = []
+        batch: list[bytes] = []
+        size = rows = nbytes = 0
+        for (value,) in cur.fetchall():
+            if batch and size + len(value) + 1 > limit:
+                pieces.append(b",".join(batch))
+                batch, size = [], 0
+            batch.append(bytes(value))
+            size += len(value) + 1
+            rows += 1
+            nbytes += len(value)
+        if batch:
+            pieces.append(b",".join(batch))
+    return ChunkData(rows, nbytes, literals=pieces)
 
 
 def _select_expr(table: Table, name: str) -> str:
@@ -102,46 +193,107 @@ def _select_expr(table: Table, name: str) -> str:
     return quote_ident(name)
 
 
-def read_chunk(conn: Connection[Any], job: CopyJob, chunk: Chunk) -> list[tuple[Any, ...]]:
+def read_chunk(conn: Connection[Any], job: CopyJob, chunk: Chunk) -> ChunkData:
+    """The chunk's rows as the server's text (bytes for binary types)."""
     cols = ", ".join(_select_expr(job.source, s) for s, _ in job.columns)
-    cond, args = range_condition(job.key, chunk.lower, chunk.upper)
-    where = f"({cond})" + (f" AND ({job.where})" if job.where else "")
+    where, args = _chunk_where(job, chunk)
     with conn.cursor() as cur:
         cur.execute(
             f"SELECT {cols} FROM {qualified(job.source.database, job.source.name)} WHERE {where}",
             args,
         )
-        return list(cur.fetchall())
+        rows = list(cur.fetchall())
+    return ChunkData(len(rows), _row_bytes(rows), typed=rows)
 
 
-def write_chunk(
-    conn: Connection[Any], job: CopyJob, chunk: Chunk, rows: list[tuple[Any, ...]]
-) -> ChunkResult:
+def _insert_header(job: CopyJob) -> str:
+    names = ", ".join(quote_ident(t) for _, t in job.columns)
+    return f"INSERT INTO {qualified(job.target.database, job.target.name)} ({names}) VALUES "
+
+
+def write_chunk(conn: Connection[Any], job: CopyJob, chunk: Chunk, data: ChunkData) -> ChunkResult:
     """Write one chunk in one transaction; safe to repeat (see module docstring)."""
     target = qualified(job.target.database, job.target.name)
     cond, args = range_condition(job.target_key, chunk.lower, chunk.upper)
     names = [t for _, t in job.columns]
-    result = ChunkResult(job, chunk, 0, _row_bytes(rows))
+    result = ChunkResult(job, chunk, data.rows, data.nbytes)
+    header = _insert_header(job)
     with conn.cursor() as cur:
         cur.execute("BEGIN")
         try:
-            if job.ignore_existing and job.target_key:
-                rows = _without_existing(cur, job, target, cond, args, names, rows, result)
-            elif not job.ignore_existing and chunk.index in job.resumed:
+            if not job.ignore_existing and chunk.index in job.resumed:
                 cur.execute(f"DELETE FROM {target} WHERE {cond}", args)
-            if rows:
-                marks = ", ".join(["%s"] * len(names))
-                cur.executemany(
-                    f"INSERT INTO {target} ({', '.join(quote_ident(n) for n in names)})"
-                    f" VALUES ({marks})",
-                    rows,
-                )
+            if data.literals is not None:
+                for values in data.literals:
+                    _execute_bytes(cur, header.encode() + values)
+            else:
+                rows = data.typed or []
+                if job.ignore_existing and job.target_key:
+                    rows = _without_existing(cur, job, target, cond, args, names, rows, result)
+                if rows:
+                    marks = ", ".join(["%s"] * len(names))
+                    cur.executemany(f"{header}({marks})", rows)
+                result.rows = len(rows)
             cur.execute("COMMIT")
         except BaseException:
             conn.rollback()
             raise
-    result.rows = len(rows)
     return result
+
+
+def _execute_bytes(cur: Any, statement: bytes) -> None:
+    # The statement holds utf8mb4 text and hex only; sending the bytes as they are
+    # spares decoding and re-encoding megabytes per chunk (PyMySQL accepts bytes).
+    cur.execute(statement)
+
+
+def first_refused_row(
+    source: Connection[Any], target: Connection[Any], job: CopyJob, chunk: Chunk
+) -> tuple[str, Exception] | None:
+    """Replay the chunk row by row in a rolled-back transaction; the first row the
+    target refuses, as ``(key text, driver error)``, or None if none is refused."""
+    row = row_expr(job.source, [s for s, _ in job.columns])
+    keys = ", ".join(quote_ident(k) for k in job.key) or "NULL"
+    where, args = _chunk_where(job, chunk)
+    table = qualified(job.source.database, job.source.name)
+    with source.cursor() as cur:
+        cur.execute(f"SELECT {keys}, {row} FROM {table} WHERE {where}", args)
+        rows = list(cur.fetchall())
+    header = _insert_header(job).encode()
+    target_cond, target_args = range_condition(job.target_key, chunk.lower, chunk.upper)
+    with target.cursor() as cur:
+        cur.execute("BEGIN")
+        try:
+            if not job.ignore_existing and chunk.index in job.resumed:
+                cur.execute(
+                    f"DELETE FROM {qualified(job.target.database, job.target.name)}"
+                    f" WHERE {target_cond}",
+                    target_args,
+                )
+            for *key, values in rows:
+                try:
+                    _execute_bytes(cur, header + values)
+                except pymysql.err.MySQLError as exc:
+                    if not job.key:
+                        return "(no key: a full-scan table)", exc
+                    shown = ", ".join(_show(v) for v in key)
+                    return f"({', '.join(job.key)}) = ({shown})", exc
+        finally:
+            target.rollback()
+    return None
+
+
+def _show(value: Any) -> str:
+    """A key value as a user would type it: numbers bare, text quoted, bytes hex."""
+    if isinstance(value, bytes):
+        raw: bytes = value
+        try:
+            value = raw.decode()
+        except UnicodeDecodeError:
+            return "0x" + raw.hex()
+    if isinstance(value, str) and not _NUMBER.fullmatch(value):
+        return repr(value)
+    return str(value)
 
 
 def _without_existing(
@@ -180,6 +332,51 @@ def _jsonable(v: Any) -> Any:
     return v.hex() if isinstance(v, bytes) else v
 
 
+def _literal_limit(source: Endpoint, target: Endpoint) -> int:
+    """Bytes of VALUES text per statement: what both servers' packets take."""
+    sizes = [MAX_STATEMENT]
+    for endpoint in (source, target):
+        conn = connect(endpoint)
+        try:
+            sizes.append(max_packet(conn) - _HEADER_ROOM)
+        except pymysql.err.MySQLError as exc:
+            raise translate(exc, endpoint) from None
+        finally:
+            conn.close()
+    return max(min(sizes), 64 << 10)
+
+
+def _name_refused_row(
+    error: DataError,
+    source: Endpoint,
+    target: Endpoint,
+    conn: Connection[Any],
+    job: CopyJob,
+    chunk: Chunk,
+) -> DataError:
+    """The chunk's error, naming the first row the target refuses (if one is found)."""
+    try:
+        src = text_connect(source)
+    except DuosyncError:
+        return error
+    try:
+        found = first_refused_row(src, conn, job, chunk)
+    except pymysql.err.MySQLError:
+        return error
+    finally:
+        src.close()
+    if found is None:
+        return error
+    key, exc = found
+    refused = translate(exc, target, table=job.target.qualified)
+    return DataError(
+        f"the target refuses source row {key} of {job.name}: {refused.message}",
+        endpoint=error.endpoint,
+        table=job.target.qualified,
+        hint="change or filter out that row on the source, or widen the target column",
+    )
+
+
 def run_copy(
     jobs: Sequence[CopyJob],
     source: Endpoint,
@@ -203,15 +400,15 @@ def run_copy(
     writers = max(1, min(write_concurrency, total))
     for _ in range(readers):
         work.put(None)
-    data: queue.Queue[tuple[CopyJob, Chunk, list[tuple[Any, ...]]]] = queue.Queue(
-        maxsize=max(2, writers * 2)
-    )
+    limit = _literal_limit(source, target)
+    data: queue.Queue[tuple[CopyJob, Chunk, ChunkData]] = queue.Queue(maxsize=max(2, writers * 2))
     done: queue.Queue[ChunkResult | BaseException] = queue.Queue()
     stop = threading.Event()
 
     def reader() -> None:
         try:
             conn = text_connect(source)
+            set_literal_limit(conn, limit)
         except BaseException as exc:
             done.put(exc)
             return
@@ -222,7 +419,10 @@ def run_copy(
                     break
                 job, chunk = item
                 try:
-                    rows = read_chunk(conn, job, chunk)
+                    if job.ignore_existing:
+                        rows = read_chunk(conn, job, chunk)
+                    else:
+                        rows = read_chunk_literals(conn, job, chunk, limit)
                 except pymysql.err.MySQLError as exc:
                     raise translate(exc, source, table=job.name) from None
                 while not stop.is_set():
@@ -249,13 +449,17 @@ def run_copy(
                 except queue.Empty:
                     continue
                 job, chunk, rows = item
-                limiter.acquire(len(rows), _row_bytes(rows))
+                limiter.acquire(rows.rows, rows.nbytes)
                 for attempt in range(1, _WRITE_ATTEMPTS + 1):
                     try:
                         done.put(write_chunk(conn, job, chunk, rows))
                         break
                     except pymysql.err.MySQLError as exc:
                         error = translate(exc, target, table=job.target.qualified)
+                        if isinstance(error, DataError):
+                            raise _name_refused_row(
+                                error, source, target, conn, job, chunk
+                            ) from None
                         # A deadlock or lock wait rolled the chunk back whole: retry it.
                         if not isinstance(error, RetriableError) or attempt == _WRITE_ATTEMPTS:
                             raise error from None

@@ -41,6 +41,7 @@ from duosync.schema.ddl import (
     deferred_indexes,
 )
 from duosync.schema.translate import Note, translate_table, translate_view
+from duosync.service.progress import TablePlan, make_progress
 from duosync.service.store import MetadataStore
 from duosync.spec import MigrationType, NonEmptyTarget, TaskSpec
 
@@ -123,7 +124,7 @@ def run_migration(spec: TaskSpec, store: MetadataStore, say: Say = _stderr) -> M
             _full_phase(spec, store, plans, report, say)
         if MigrationType.SCHEMA in spec.types:
             with driver_errors(spec.target):
-                _after_data(spec, conn, plans, views, existing_views, post, say)
+                _after_data(spec, conn, plans, views, existing_views, set(existing), post, say)
     finally:
         conn.close()
     report.seconds = time.monotonic() - started
@@ -215,11 +216,24 @@ def _schema_phase(
                 existing_dbs.add(want.database)
             if (want.database, want.name) in existing:
                 continue
-            cur.execute(
-                create_table_sql(
-                    want, flavor, post_indexing=spec.options.post_indexing, storage=storage
-                )
+            sql = create_table_sql(
+                want, flavor, post_indexing=spec.options.post_indexing, storage=storage
             )
+            try:
+                with driver_errors(spec.target, table=want.qualified):
+                    cur.execute(sql)
+            except FatalError as exc:
+                if storage is Storage.DEFAULT or "COLUMN GROUP" not in exc.message:
+                    raise
+                raise ConfigError(
+                    f"options.oceanbase_storage is {storage.value}, but the target refuses"
+                    f" column-group storage (WITH COLUMN GROUP): {exc.message}",
+                    task=spec.name,
+                    endpoint=spec.target.display,
+                    table=want.qualified,
+                    hint="set options.oceanbase_storage: default, or use a target whose"
+                    " OceanBase edition supports column store (4.3 or later)",
+                ) from None
             report.created.append(want.qualified)
             say(f"created table {want.qualified}")
 
@@ -247,7 +261,7 @@ def _full_phase(
             say(f"incremental handover position: {position}")
     report.handover = store.load_checkpoint(spec.name, HANDOVER_STREAM)
     jobs: list[CopyJob] = []
-    totals: dict[str, int] = {}
+    totals: dict[str, TablePlan] = {}
     conn = text_connect(spec.source)
     try:
         for src, want in plans:
@@ -269,8 +283,11 @@ def _full_phase(
                 for i, lo, hi, done, _rows in saved
                 if not done
             )
-            report.rows += sum(rows for *_x, done, rows in saved if done)
-            totals[src.qualified] = len(saved)
+            rows_before = sum(rows for *_x, done, rows in saved if done)
+            report.rows += rows_before
+            totals[src.qualified] = TablePlan(
+                chunks=len(saved), done_before=len(saved) - len(pending), rows_before=rows_before
+            )
             columns = tuple(
                 (c.name, spec.rename.column(src.database, src.name, c.name))
                 for c in src.columns
@@ -293,7 +310,7 @@ def _full_phase(
             )
     finally:
         conn.close()
-    progress = _Progress(totals, say, report.rows)
+    progress = make_progress(totals, say)
 
     def on_done(result: ChunkResult) -> None:
         store.mark_chunk_done(spec.name, result.job.name, result.chunk.index, result.rows)
@@ -301,19 +318,24 @@ def _full_phase(
             store.record_copy_conflict(spec.name, result.job.name, key, detail)
         report.rows += result.rows
         report.conflicts += len(result.conflicts)
-        progress.chunk_done(result)
+        progress.chunk_done(result.job.name, result.rows)
 
-    run_copy(
-        jobs,
-        spec.source,
-        spec.target,
-        read_concurrency=spec.options.read_concurrency,
-        write_concurrency=spec.options.write_concurrency,
-        limiter=RateLimiter(spec.options.rate_rows_per_second, spec.options.rate_bytes_per_second),
-        on_done=on_done,
-        task=spec.name,
-    )
-    progress.finish()
+    # The bars are live only during the copy, when nothing else is said; they stop
+    # also when it raises.
+    with progress:
+        run_copy(
+            jobs,
+            spec.source,
+            spec.target,
+            read_concurrency=spec.options.read_concurrency,
+            write_concurrency=spec.options.write_concurrency,
+            limiter=RateLimiter(
+                spec.options.rate_rows_per_second, spec.options.rate_bytes_per_second
+            ),
+            on_done=on_done,
+            task=spec.name,
+        )
+        progress.finish()
 
 
 def _refuse_non_empty(spec: TaskSpec, tables: list[Table]) -> None:
@@ -350,9 +372,13 @@ def _after_data(
     plans: list[tuple[Table, Table]],
     views: list[View],
     existing_views: set[tuple[str, str]],
+    existing_tables: set[tuple[str, str]],
     post: bool,
     say: Say,
 ) -> None:
+    # A foreign key may only point at a table the target has: one we created or
+    # accepted, or one that was already there.
+    known = existing_tables | {(w.database, w.name) for _, w in plans}
     with conn.cursor() as cur:
         for _src, want in plans:
             have = _index_names(cur, want)
@@ -363,8 +389,16 @@ def _after_data(
                         say(f"created index {want.qualified}.{index.name}")
             fks = _foreign_key_names(cur, want)
             for fk in want.foreign_keys:
-                if fk.name not in fks:
-                    cur.execute(add_foreign_key_sql(want, fk))
+                if fk.name in fks:
+                    continue
+                if (fk.ref_database, fk.ref_table) not in known:
+                    say(
+                        f"note: {want.qualified}: foreign key {fk.name} not created: it"
+                        f" references {fk.ref_database}.{fk.ref_table}, which is not selected"
+                        " and not on the target"
+                    )
+                    continue
+                cur.execute(add_foreign_key_sql(want, fk))
         for view in _dependency_order(views):
             new = translate_view(view, renames=spec.rename)
             if (new.database, new.name) not in existing_views:
@@ -410,42 +444,3 @@ def _dependency_order(views: list[View]) -> list[View]:
     for v in views:
         visit(v, ())
     return done
-
-
-class _Progress:
-    """Per-table and total progress as plain lines, at most every two seconds."""
-
-    def __init__(self, totals: dict[str, int], say: Say, rows_before: int) -> None:
-        self.totals = totals
-        self.done: dict[str, int] = dict.fromkeys(totals, 0)
-        self.rows: dict[str, int] = dict.fromkeys(totals, 0)
-        self.say = say
-        self.start = time.monotonic()
-        self.last = 0.0
-        self.rows_before = rows_before
-
-    def chunk_done(self, result: ChunkResult) -> None:
-        name = result.job.name
-        self.done[name] += 1
-        self.rows[name] += result.rows
-        now = time.monotonic()
-        if now - self.last >= 2.0 or self.done[name] == len(result.job.chunks):
-            self.last = now
-            self._line(now, name)
-
-    def _line(self, now: float, name: str) -> None:
-        elapsed = max(now - self.start, 1e-6)
-        rows = sum(self.rows.values())
-        all_chunks = sum(self.totals.values()) or 1
-        done = sum(self.done.values())
-        frac = done / all_chunks
-        eta = elapsed * (1 - frac) / frac if frac else 0.0
-        self.say(
-            f"{name}: {self.rows[name]} rows | total {rows} rows, {rows / elapsed:.0f}"
-            f" rows/s, {100 * frac:.0f}% of chunks, ETA {eta:.0f}s"
-        )
-
-    def finish(self) -> None:
-        elapsed = max(time.monotonic() - self.start, 1e-6)
-        rows = sum(self.rows.values())
-        self.say(f"full migration: {rows} rows in {elapsed:.1f}s ({rows / elapsed:.0f} rows/s)")
