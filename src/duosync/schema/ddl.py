@@ -8,6 +8,7 @@ through ``quote_literal``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 
 from duosync.config import Flavor
@@ -157,7 +158,13 @@ def create_table_sql(
 
 
 def add_index_sql(table: Table, index: Index) -> str:
-    return f"ALTER TABLE {qualified(table.database, table.name)} ADD {index_body(index)}"
+    return add_indexes_sql(table, [index])
+
+
+def add_indexes_sql(table: Table, indexes: Sequence[Index]) -> str:
+    """One ALTER adding every index in *indexes* (one DDL, one pass over the rows)."""
+    adds = ", ".join(f"ADD {index_body(i)}" for i in indexes)
+    return f"ALTER TABLE {qualified(table.database, table.name)} {adds}"
 
 
 def add_foreign_key_sql(table: Table, fk: ForeignKey) -> str:

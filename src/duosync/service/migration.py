@@ -29,16 +29,15 @@ from duosync.endpoints.mysql.position import current_position
 from duosync.errors import ConfigError, FatalError
 from duosync.migrate.chunks import Chunk, decode_key, encode_key, plan_chunks
 from duosync.migrate.copier import ChunkResult, CopyJob, run_copy, text_connect
+from duosync.migrate.indexes import build_deferred_indexes
 from duosync.migrate.ratelimit import RateLimiter
 from duosync.schema.compare import table_differences
 from duosync.schema.ddl import (
     Storage,
     add_foreign_key_sql,
-    add_index_sql,
     create_database_sql,
     create_table_sql,
     create_view_sql,
-    deferred_indexes,
 )
 from duosync.schema.translate import Note, translate_table, translate_view
 from duosync.service.progress import TablePlan, make_progress
@@ -379,14 +378,12 @@ def _after_data(
     # A foreign key may only point at a table the target has: one we created or
     # accepted, or one that was already there.
     known = existing_tables | {(w.database, w.name) for _, w in plans}
+    if post:
+        build_deferred_indexes(
+            spec.target, [w for _, w in plans], spec.options.write_concurrency, say
+        )
     with conn.cursor() as cur:
         for _src, want in plans:
-            have = _index_names(cur, want)
-            if post:
-                for index in deferred_indexes(want):
-                    if index.name not in have:
-                        cur.execute(add_index_sql(want, index))
-                        say(f"created index {want.qualified}.{index.name}")
             fks = _foreign_key_names(cur, want)
             for fk in want.foreign_keys:
                 if fk.name in fks:
@@ -404,15 +401,6 @@ def _after_data(
             if (new.database, new.name) not in existing_views:
                 cur.execute(create_view_sql(new))
                 say(f"created view {new.qualified}")
-
-
-def _index_names(cur: Any, t: Table) -> set[str]:
-    cur.execute(
-        "SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS"
-        " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
-        (t.database, t.name),
-    )
-    return {str(r[0]) for r in cur.fetchall()}
 
 
 def _foreign_key_names(cur: Any, t: Table) -> set[str]:

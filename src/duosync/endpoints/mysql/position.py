@@ -4,27 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
 from pymysql.connections import Connection
 
+from duosync.core.positions import BinlogPosition
 from duosync.errors import FatalError
 
-
-class BinlogPosition(BaseModel):
-    """A point in a server's binlog: file + offset, and the GTID set at that point.
-
-    Meaning: every transaction committed before this point is *included* in what was
-    read at this point; a reader started here yields only transactions after it.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    file: str
-    offset: int
-    gtid: str | None = None
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.offset}" + (f" (gtid {self.gtid})" if self.gtid else "")
+__all__ = ["BinlogPosition", "current_position"]
 
 
 def current_position(conn: Connection[Any], flavor: str) -> BinlogPosition:

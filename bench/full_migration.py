@@ -1,0 +1,523 @@
+"""Full-migration throughput: duosync against `mariadb-dump | mariadb`, same run.
+
+For each target (MariaDB mariadb1 -> mariadb2, MariaDB mariadb1 -> OceanBase
+oceanbase1) the classic peer pipeline and then ``duosync migrate`` copy the same
+source database; both copies are checked row by row against the source before any
+figure is printed, because the speed of a wrong copy means nothing.
+
+    .venv/bin/duosync sandbox up --dir /tmp/benchbox
+    .venv/bin/python bench/full_migration.py --sandbox /tmp/benchbox --rows 100000
+
+The last line is ``ratio=X.XX``: duosync rows/s divided by peer rows/s, the lower of
+the per-target ratios (the figure a regression must not push down).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pymysql
+import pymysql.cursors
+import yaml
+
+from duosync.errors import DuosyncError
+from duosync.sandbox import DEFAULT_SERVERS, Sandbox
+
+HOST = "127.0.0.1"
+SOURCE_SERVER = "mariadb1"
+SOURCE_DB = "bench_src"
+PEER_DB = "peer_bench"
+DUOSYNC_DB = "ds_bench"
+# Both target databases are created by the tools (duosync) or by us (peer); the
+# names are fixed so a rerun on a reused sandbox replaces, never accumulates.
+BENCH_DBS = (PEER_DB, DUOSYNC_DB)
+# The checkout's own duosync, the one being optimised, whatever is first on PATH.
+DUOSYNC = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "duosync"
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str  # what --targets names
+    server: str  # sandbox server name
+    label: str  # how results name the pair
+
+
+@dataclass(frozen=True)
+class Options:
+    rows: int
+    sandbox: Path | None
+    concurrency: int
+    targets: tuple[Target, ...]
+    chunk_rows: int | None
+    keep_databases: bool
+
+
+TARGETS = {
+    "mariadb": Target("mariadb", "mariadb2", "mariadb->mariadb"),
+    "oceanbase": Target("oceanbase", "oceanbase1", "mariadb->oceanbase"),
+}
+
+# mariadb-dump flags for every target. --single-transaction gives a consistent
+# InnoDB snapshot without locking, which is what duosync's readers get too; the
+# --skip-*-lock* flags keep LOCK TABLES out of the dump, neither side needs it.
+PEER_DUMP_FLAGS = ("--single-transaction", "--skip-add-locks", "--skip-lock-tables")
+# Extra flags for OceanBase (seekdb 4.3.5 in MySQL mode): none. Its default dump
+# loads unchanged and verifies equal: seekdb runs the /*!NNNNN ...*/ versioned
+# comments (so the dump's SET TIME_ZONE='+00:00' holds), accepts ALTER TABLE ...
+# DISABLE KEYS (a no-op for InnoDB anyway), ENGINE=InnoDB and utf8mb4_general_ci.
+# Never add --skip-tz-utc: the load would then use seekdb's +08:00 default time
+# zone and shift every TIMESTAMP by 8 hours (the verification catches that).
+OCEANBASE_DUMP_FLAGS: tuple[str, ...] = ()
+
+
+# -- source data ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TableDef:
+    name: str
+    columns: tuple[str, ...]  # every column, in the order verification reads them
+    primary_key: tuple[str, ...]
+    ddl: str
+    # INSERT ... SELECT over the Sequence engine table {seq} (seq = 1..rows);
+    # %(...)s parameters are the row counts of the mix, bound by PyMySQL.
+    fill: str
+
+
+# Non-ASCII names and domains make sure 4-byte/multi-byte utf8mb4 text round-trips;
+# '' next to NULL in orders.note makes sure the two are not confused; the TIMESTAMP
+# column makes a time zone slip visible (OceanBase's global default is +08:00).
+TABLES = (
+    TableDef(
+        name="customers",
+        columns=("id", "name", "email", "country", "created_at", "updated_at"),
+        primary_key=("id",),
+        ddl="""
+CREATE TABLE `customers` (
+  `id` INT NOT NULL AUTO_INCREMENT,
+  `name` VARCHAR(64) NOT NULL,
+  `email` VARCHAR(128) NOT NULL,
+  `country` CHAR(2) NOT NULL,
+  `created_at` DATETIME NOT NULL,
+  `updated_at` TIMESTAMP NULL DEFAULT NULL,
+  PRIMARY KEY (`id`),
+  UNIQUE KEY `uk_email` (`email`),
+  KEY `idx_country` (`country`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
+        fill="""
+INSERT INTO `customers` (`id`, `name`, `email`, `country`, `created_at`, `updated_at`)
+SELECT seq,
+  CONCAT(ELT(1 + MOD(seq, 8), 'Zoë', 'José', 'Łukasz', '李雷', 'Müller', 'Ana', 'Søren',
+             'Олег 😀'), ' ', SUBSTRING(MD5(seq), 1, 6 + MOD(seq, 10))),
+  CONCAT('user', seq, '@', ELT(1 + MOD(seq, 4), 'example.com', 'mail.example.org',
+                               'exämple.de', '例え.jp')),
+  ELT(1 + MOD(seq, 10), 'FR', 'DE', 'US', 'CN', 'JP', 'BR', 'PL', 'SE', 'RU', 'ES'),
+  TIMESTAMP'2015-01-01 00:00:00' + INTERVAL MOD(seq * 7919, 300000000) SECOND,
+  IF(MOD(seq, 7) = 0, NULL, FROM_UNIXTIME(1500000000 + MOD(seq * 104729, 250000000)))
+FROM {seq}""",
+    ),
+    TableDef(
+        name="orders",
+        columns=("id", "customer_id", "status", "total", "note", "created_at"),
+        primary_key=("id",),
+        ddl="""
+CREATE TABLE `orders` (
+  `id` BIGINT NOT NULL,
+  `customer_id` INT NOT NULL,
+  `status` ENUM('new', 'paid', 'shipped', 'cancelled') NOT NULL,
+  `total` DECIMAL(12,2) NOT NULL,
+  `note` VARCHAR(255) NULL,
+  `created_at` DATETIME(6) NOT NULL,
+  PRIMARY KEY (`id`),
+  KEY `idx_customer` (`customer_id`),
+  KEY `idx_created` (`created_at`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
+        # ids step by 3: real keys have gaps, and chunking must not assume density
+        fill="""
+INSERT INTO `orders` (`id`, `customer_id`, `status`, `total`, `note`, `created_at`)
+SELECT seq * 3,
+  1 + MOD(seq * 7919, %(customers)s),
+  ELT(1 + MOD(seq, 4), 'new', 'paid', 'shipped', 'cancelled'),
+  (CAST(MOD(seq * 37, 10000000) AS SIGNED) - 500000) / 100,
+  CASE WHEN MOD(seq, 5) = 0 THEN NULL
+       WHEN MOD(seq, 17) = 0 THEN ''
+       ELSE CONCAT('note ', LEFT(MD5(seq), 8 + MOD(seq, 24)),
+                   IF(MOD(seq, 3) = 0, ' — livraison prévue ✓', ''))
+  END,
+  TIMESTAMP'2020-01-01 00:00:00' + INTERVAL MOD(seq * 1000003, 126230400000000) MICROSECOND
+FROM {seq}""",
+    ),
+    TableDef(
+        name="order_items",
+        columns=("order_id", "line_no", "product_id", "qty", "price"),
+        primary_key=("order_id", "line_no"),
+        ddl="""
+CREATE TABLE `order_items` (
+  `order_id` BIGINT NOT NULL,
+  `line_no` SMALLINT NOT NULL,
+  `product_id` INT NOT NULL,
+  `qty` INT NOT NULL,
+  `price` DECIMAL(10,2) NOT NULL,
+  PRIMARY KEY (`order_id`, `line_no`),
+  KEY `idx_product` (`product_id`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
+        # item k goes to order (k mod orders) as its line (k div orders): unique keys
+        fill="""
+INSERT INTO `order_items` (`order_id`, `line_no`, `product_id`, `qty`, `price`)
+SELECT 3 * (1 + MOD(seq - 1, %(orders)s)),
+  1 + (seq - 1) DIV %(orders)s,
+  1 + MOD(seq * 104729, 50000),
+  1 + MOD(seq, 9),
+  (1 + MOD(seq * 31, 99999)) / 100
+FROM {seq}""",
+    ),
+)
+
+
+def row_mix(total: int) -> dict[str, int]:
+    """Rows per table: customers 10%, orders 40%, order_items the rest (~50%)."""
+    customers = max(1, total // 10)
+    orders = max(1, total * 4 // 10)
+    return {"customers": customers, "orders": orders, "order_items": total - customers - orders}
+
+
+# -- connections -----------------------------------------------------------------------------
+
+
+def quote(identifier: str) -> str:
+    return "`" + identifier.replace("`", "``") + "`"
+
+
+@contextmanager
+def connect(port: int, database: str | None = None) -> Iterator[pymysql.connections.Connection]:
+    # Sessions in UTC, as duosync pins its own: TIMESTAMP values then read the same
+    # on every server whatever its global time_zone (OceanBase: +08:00).
+    conn = pymysql.connect(
+        host=HOST,
+        port=port,
+        user="root",
+        database=database,
+        charset="utf8mb4",
+        autocommit=True,
+        init_command="SET time_zone = '+00:00'",
+    )
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def recreate_database(port: int, database: str) -> None:
+    with connect(port) as conn, conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {quote(database)}")
+        cur.execute(f"CREATE DATABASE {quote(database)} DEFAULT CHARACTER SET utf8mb4")
+
+
+def drop_databases(port: int, databases: Sequence[str]) -> None:
+    with connect(port) as conn, conn.cursor() as cur:
+        for database in databases:
+            cur.execute(f"DROP DATABASE IF EXISTS {quote(database)}")
+
+
+def generate_source(port: int, rows: int) -> None:
+    """(Re)create the source database with *rows* rows spread over TABLES."""
+    mix = row_mix(rows)
+    recreate_database(port, SOURCE_DB)
+    with connect(port, SOURCE_DB) as conn, conn.cursor() as cur:
+        for table in TABLES:
+            cur.execute(table.ddl)
+            # The Sequence engine table is named by its bounds; it cannot be bound.
+            seq = quote(f"seq_1_to_{mix[table.name]}")
+            cur.execute(table.fill.format(seq=seq), mix)
+            cur.execute(f"ANALYZE TABLE {quote(table.name)}")
+            cur.fetchall()  # ANALYZE returns a result set; drain it before the next query
+
+
+# -- verification -------------------------------------------------------------------------
+
+
+def table_digest(port: int, database: str, table: TableDef) -> tuple[int, str]:
+    """Row count and a digest of every row read in primary-key order.
+
+    Rows are hashed as PyMySQL's Python values (Decimal, datetime, str, None), not as
+    server text, so two servers that print the same value differently (trailing
+    zeros of a fraction, ...) still agree, while NULL and '' stay distinct.
+    """
+    columns = ", ".join(quote(c) for c in table.columns)
+    order = ", ".join(quote(c) for c in table.primary_key)
+    sql = f"SELECT {columns} FROM {quote(database)}.{quote(table.name)} ORDER BY {order}"
+    digest = hashlib.blake2b(digest_size=16)
+    count = 0
+    with connect(port) as conn, conn.cursor(pymysql.cursors.SSCursor) as cur:
+        cur.execute(sql)  # streamed: a million rows never sit in memory at once
+        for row in cur:
+            digest.update(repr(row).encode())
+            count += 1
+    return count, digest.hexdigest()
+
+
+Digests = dict[str, tuple[int, str]]
+
+
+def database_digests(port: int, database: str) -> Digests:
+    return {t.name: table_digest(port, database, t) for t in TABLES}
+
+
+def differences(source: Digests, copy: Digests) -> list[str]:
+    out = []
+    for name, (src_count, src_hash) in source.items():
+        count, digest = copy[name]
+        if count != src_count:
+            out.append(f"{name}: {count} rows, source has {src_count}")
+        elif digest != src_hash:
+            out.append(f"{name}: same row count ({count}) but different contents")
+    return out
+
+
+# -- the two tools -------------------------------------------------------------------------
+
+
+class BenchError(Exception):
+    """A step failed; the message says which and why."""
+
+
+def timed_run(argv: Sequence[str], what: str) -> float:
+    """Run *argv*, return its wall-clock seconds; fail with its stderr if it fails."""
+    started = time.monotonic()
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    seconds = time.monotonic() - started
+    if proc.returncode != 0:
+        output = (proc.stderr or proc.stdout).strip()
+        raise BenchError(f"{what} exited with status {proc.returncode}:\n{output}")
+    return seconds
+
+
+def peer_command(source_port: int, target_port: int, extra_flags: Sequence[str]) -> str:
+    dump = [
+        "mariadb-dump",
+        f"-h{HOST}",
+        f"-P{source_port}",
+        "-uroot",
+        *PEER_DUMP_FLAGS,
+        *extra_flags,
+        SOURCE_DB,
+    ]
+    load = ["mariadb", f"-h{HOST}", f"-P{target_port}", "-uroot", PEER_DB]
+    return f"{shlex.join(dump)} | {shlex.join(load)}"
+
+
+def run_peer(source_port: int, target: Target, target_port: int) -> float:
+    recreate_database(target_port, PEER_DB)
+    extra = OCEANBASE_DUMP_FLAGS if target.key == "oceanbase" else ()
+    pipeline = peer_command(source_port, target_port, extra)
+    say(f"{target.label}: {pipeline}")
+    # pipefail: a dump that dies halfway must fail the run, not look like a fast load
+    return timed_run(["bash", "-o", "pipefail", "-c", pipeline], f"peer ({pipeline})")
+
+
+def task_spec(source_url: str, target_url: str, concurrency: int, chunk_rows: int | None) -> str:
+    options: dict[str, object] = {
+        "read_concurrency": concurrency,
+        "write_concurrency": concurrency,
+        "post_indexing": True,
+    }
+    if chunk_rows is not None:
+        options["chunk_rows"] = chunk_rows
+    spec = {
+        "name": "bench-full-migration",
+        "source": source_url,
+        "target": target_url,
+        "types": ["schema", "full"],
+        "select": {"databases": [SOURCE_DB]},
+        "rename": {"databases": {SOURCE_DB: DUOSYNC_DB}},
+        "options": options,
+    }
+    return yaml.safe_dump(spec, sort_keys=False)
+
+
+def run_duosync(source_url: str, target_url: str, target_port: int, args: Options) -> float:
+    if not DUOSYNC.exists():
+        raise BenchError(f"{DUOSYNC} not found (run scripts/setup)")
+    drop_databases(target_port, [DUOSYNC_DB])
+    # A fresh --home per run: a store left by an earlier run would make migrate
+    # resume (and skip every chunk) instead of copying.
+    with tempfile.TemporaryDirectory(prefix="duosync-bench-") as tmp:
+        task = Path(tmp) / "task.yaml"
+        task.write_text(task_spec(source_url, target_url, args.concurrency, args.chunk_rows))
+        home = Path(tmp) / "home"
+        home.mkdir()
+        argv = [str(DUOSYNC), "--home", str(home), "migrate", "-f", str(task)]
+        return timed_run(argv, "duosync migrate")
+
+
+# -- the benchmark -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Result:
+    target: Target
+    rows: int
+    peer_seconds: float
+    duosync_seconds: float
+
+    @property
+    def ratio(self) -> float:
+        # same rows on both sides: the rows/s ratio is the inverse time ratio
+        return self.peer_seconds / self.duosync_seconds
+
+    def line(self) -> str:
+        peer_rps = self.rows / self.peer_seconds
+        ds_rps = self.rows / self.duosync_seconds
+        return (
+            f"{self.target.label}: peer {peer_rps:.0f} rows/s ({self.peer_seconds:.2f} s),"
+            f" duosync {ds_rps:.0f} rows/s ({self.duosync_seconds:.2f} s),"
+            f" ratio {self.ratio:.2f}"
+        )
+
+
+def say(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def verify(target: Target, port: int, source: Digests) -> None:
+    wrong = [
+        f"{tool} copy {database}.{problem}"
+        for tool, database in (("peer", PEER_DB), ("duosync", DUOSYNC_DB))
+        for problem in differences(source, database_digests(port, database))
+    ]
+    if wrong:
+        raise BenchError(f"{target.label}: copy differs from the source:\n  " + "\n  ".join(wrong))
+
+
+def bench_target(urls: dict[str, str], target: Target, source: Digests, args: Options) -> Result:
+    source_url, target_url = urls[SOURCE_SERVER], urls[target.server]
+    target_port = port_of(target_url)
+    say(f"{target.label}: peer (mariadb-dump | mariadb)")
+    peer_seconds = run_peer(port_of(source_url), target, target_port)
+    say(f"{target.label}: duosync migrate")
+    duosync_seconds = run_duosync(source_url, target_url, target_port, args)
+    say(f"{target.label}: verifying both copies")
+    verify(target, target_port, source)
+    if not args.keep_databases:
+        drop_databases(target_port, BENCH_DBS)  # frees the target before the next one
+    rows = sum(count for count, _ in source.values())
+    return Result(target, rows, peer_seconds, duosync_seconds)
+
+
+def port_of(url: str) -> int:
+    port = urlsplit(url).port
+    if port is None:
+        raise BenchError(f"no port in sandbox URL {url}")
+    return port
+
+
+def run(urls: dict[str, str], args: Options) -> list[Result]:
+    source_port = port_of(urls[SOURCE_SERVER])
+    say(f"generating {args.rows} rows in {SOURCE_DB} on {SOURCE_SERVER}")
+    started = time.monotonic()
+    generate_source(source_port, args.rows)
+    say(f"generated in {time.monotonic() - started:.1f} s; digesting the source")
+    source = database_digests(source_port, SOURCE_DB)
+    try:
+        return [bench_target(urls, target, source, args) for target in args.targets]
+    finally:
+        if args.sandbox is not None and not args.keep_databases:
+            # A reused sandbox outlives us: leave it as we found it.
+            drop_databases(source_port, [SOURCE_DB])
+            for target in args.targets:
+                drop_databases(port_of(urls[target.server]), BENCH_DBS)
+
+
+def needed_servers(targets: Sequence[Target]) -> set[str]:
+    return {SOURCE_SERVER, *(t.server for t in targets)}
+
+
+def reused_sandbox_urls(directory: Path, targets: Sequence[Target]) -> dict[str, str]:
+    # status(), not up(): servers we started here would be left running by nobody.
+    statuses = {s.name: s for s in Sandbox(directory).status()}
+    missing = [
+        n for n in sorted(needed_servers(targets)) if not (n in statuses and statuses[n].serving)
+    ]
+    if missing:
+        raise BenchError(
+            f"sandbox {directory}: {', '.join(missing)} not serving"
+            f" (run: .venv/bin/duosync sandbox up --dir {directory})"
+        )
+    return {name: s.url for name, s in statuses.items()}
+
+
+def run_in_fresh_sandbox(args: Options) -> list[Result]:
+    directory = Path(tempfile.mkdtemp(prefix="duosync-bench-sandbox-"))
+    # Only the servers the chosen targets need: OceanBase alone takes a while to start.
+    wanted = needed_servers(args.targets)
+    box = Sandbox(directory, [s for s in DEFAULT_SERVERS if s.name in wanted])
+    try:
+        say(f"starting a sandbox in {directory}")
+        urls = {s.name: s.url for s in box.up()}
+        return run(urls, args)
+    finally:
+        box.down(purge=True)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="total source rows")
+    parser.add_argument("--sandbox", type=Path, help="reuse this running sandbox directory")
+    parser.add_argument("--concurrency", type=int, default=4, help="duosync read/write threads")
+    parser.add_argument("--targets", default="mariadb,oceanbase", help="comma-separated")
+    parser.add_argument("--chunk-rows", type=int, help="duosync chunk_rows (default: spec's)")
+    parser.add_argument(
+        "--keep-databases", action="store_true", help="leave the bench databases for inspection"
+    )
+    ns = parser.parse_args(argv)
+    keys = [k.strip() for k in ns.targets.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in TARGETS]
+    if unknown or not keys:
+        parser.error(f"--targets: choose from {', '.join(TARGETS)} (got {ns.targets!r})")
+    if ns.rows < 10:
+        parser.error("--rows: at least 10")
+    if ns.concurrency < 1:
+        parser.error("--concurrency: at least 1")
+    return Options(
+        rows=ns.rows,
+        sandbox=ns.sandbox,
+        concurrency=ns.concurrency,
+        targets=tuple(TARGETS[k] for k in dict.fromkeys(keys)),
+        chunk_rows=ns.chunk_rows,
+        keep_databases=ns.keep_databases,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    print(f"cores={os.cpu_count()} concurrency={args.concurrency} rows={args.rows}", flush=True)
+    try:
+        if args.sandbox is not None:
+            results = run(reused_sandbox_urls(args.sandbox, args.targets), args)
+        else:
+            results = run_in_fresh_sandbox(args)
+    except (BenchError, DuosyncError, pymysql.MySQLError) as exc:
+        print(f"bench failed: {exc}", file=sys.stderr)
+        return 1
+    for result in results:
+        print(result.line())
+    print(f"ratio={min(r.ratio for r in results):.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
