@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -202,14 +204,28 @@ def inspect(url: str, databases: tuple[str, ...], password_env: str | None, as_j
 )
 @click.pass_obj
 def migrate(ctx: Context, spec_file: Path) -> None:
-    """Run a task's schema and full migration; rerun to resume where it stopped."""
+    """Run a task: schema, full migration, then incremental sync until stopped (Ctrl-C).
+
+    Rerun to resume where it stopped."""
     from duosync.service.migration import run_migration
     from duosync.service.store import MetadataStore
-    from duosync.spec import load_spec
+    from duosync.spec import MigrationType, load_spec
 
     spec = load_spec(spec_file)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        # First Ctrl-C: finish the batch in flight, checkpoint, return. The copy and
+        # schema phases stop at their next chunk (KeyboardInterrupt) as before.
+        if stop.is_set() or MigrationType.INCREMENTAL not in spec.types:
+            raise KeyboardInterrupt
+        click.echo("stopping at the next checkpoint (Ctrl-C again to abort)", err=True)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     with MetadataStore.in_home(ctx.home) as st:
-        report = run_migration(spec, st)
+        report = run_migration(spec, st, stop=stop)
     click.echo(
         f"task {spec.name}: {len(report.created)} tables created, {len(report.accepted)}"
         f" existing accepted, {report.rows} rows copied, {report.conflicts} conflicting rows"

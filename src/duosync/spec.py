@@ -31,6 +31,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from enum import StrEnum
 from fnmatch import fnmatchcase
 from functools import lru_cache
@@ -423,6 +424,12 @@ class Options(_Spec):
     #: rows per primary-key range chunk: below 100 the per-chunk round trips dominate,
     #: above a million one chunk holds too much in memory and takes too long to retry
     chunk_rows: int = Field(default=10000, ge=100, le=1_000_000)
+    #: incremental without full migration: start at the first source transaction
+    #: committed at or after this time (naive times are UTC); default: now
+    incremental_start: datetime | None = None
+    #: every N seconds write a row to the source's oms.duosync_heartbeat, so the
+    #: position advances and lag stays measurable while the source is idle
+    heartbeat_seconds: int | None = Field(default=None, ge=1, le=60)
 
 
 # -- the task ------------------------------------------------------------------------------
@@ -498,6 +505,23 @@ class TaskSpec(_Spec):
             raise ValueError(
                 "options.oceanbase_storage: applies only to an OceanBase target;"
                 " leave it at 'default'"
+            )
+        if self.options.incremental_start is not None and (
+            MigrationType.INCREMENTAL not in self.types or MigrationType.FULL in self.types
+        ):
+            raise ValueError(
+                "options.incremental_start: only for a task with 'incremental' and without"
+                " 'full' in types (after a full migration, incremental starts where it began)"
+            )
+        if self.options.heartbeat_seconds is not None and MigrationType.INCREMENTAL not in (
+            self.types
+        ):
+            raise ValueError("options.heartbeat_seconds: needs 'incremental' in types")
+        if MigrationType.INCREMENTAL in self.types and self.filters:
+            raise ValueError(
+                "filters: row filters apply to the full migration only; incremental sync"
+                " would copy filtered-out rows when they change. Remove 'incremental' or"
+                " the filters"
             )
         self._check_known_targets()
         return self

@@ -15,17 +15,20 @@ Order, and why:
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
 from duosync.config import Flavor
-from duosync.core.catalog import Table, View
+from duosync.core.catalog import ServerInfo, Table, View
+from duosync.core.positions import BinlogPosition
 from duosync.endpoints import open_inspector
 from duosync.endpoints.mysql.connection import connect, driver_errors
 from duosync.endpoints.mysql.dialect import qualified
-from duosync.endpoints.mysql.position import current_position
+from duosync.endpoints.mysql.position import current_position, first_binlog_position
 from duosync.errors import ConfigError, FatalError
 from duosync.migrate.chunks import Chunk, decode_key, encode_key, plan_chunks
 from duosync.migrate.copier import ChunkResult, CopyJob, run_copy, text_connect
@@ -43,8 +46,11 @@ from duosync.schema.translate import Note, translate_table, translate_view
 from duosync.service.progress import TablePlan, make_progress
 from duosync.service.store import MetadataStore
 from duosync.spec import MigrationType, NonEmptyTarget, TaskSpec
+from duosync.sync.runner import run_incremental
 
 HANDOVER_STREAM = "handover"
+#: incremental-only task: the position its first run started from
+INCREMENTAL_START_STREAM = "incremental_start"
 
 Say = Callable[[str], None]
 
@@ -64,10 +70,19 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def run_migration(spec: TaskSpec, store: MetadataStore, say: Say = _stderr) -> MigrationReport:
+def run_migration(
+    spec: TaskSpec,
+    store: MetadataStore,
+    say: Say = _stderr,
+    stop: threading.Event | None = None,
+) -> MigrationReport:
+    """Run the task's phases in order; with incremental, keep syncing until *stop*
+    is set (Ctrl-C), then return at a checkpoint."""
     started = time.monotonic()
     report = MigrationReport()
     with open_inspector(spec.source) as src_insp, open_inspector(spec.target) as tgt_insp:
+        if MigrationType.INCREMENTAL in spec.types:
+            _check_capture(spec, src_insp.server_info())
         source = src_insp.catalog(spec.select.candidate_databases(src_insp.list_databases()))
         target_flavor = Flavor(tgt_insp.server_info().flavor)
         spec.check_catalog(source)
@@ -126,8 +141,83 @@ def run_migration(spec: TaskSpec, store: MetadataStore, say: Say = _stderr) -> M
                 _after_data(spec, conn, plans, views, existing_views, set(existing), post, say)
     finally:
         conn.close()
+    if MigrationType.INCREMENTAL in spec.types:
+        for src, _want in plans:
+            if not src.row_identity:
+                say(
+                    f"note: {src.qualified}: no primary key or NOT NULL unique key: its"
+                    " changes are applied one by one and may be applied twice after a crash"
+                )
+        report.seconds = time.monotonic() - started
+        _incremental_phase(spec, store, report, say, stop or threading.Event())
     report.seconds = time.monotonic() - started
     return report
+
+
+def _check_capture(spec: TaskSpec, info: ServerInfo) -> None:
+    if spec.source.flavor is Flavor.OCEANBASE:
+        raise ConfigError(
+            "incremental sync from an OceanBase source is not available yet",
+            task=spec.name,
+            endpoint=spec.source.display,
+        )
+    if info.capture_problems:
+        raise ConfigError(
+            "the source's binlog cannot feed incremental sync: " + "; ".join(info.capture_problems),
+            task=spec.name,
+            endpoint=spec.source.display,
+            hint="fix these server settings, or remove 'incremental' from types",
+        )
+
+
+def _incremental_phase(
+    spec: TaskSpec,
+    store: MetadataStore,
+    report: MigrationReport,
+    say: Say,
+    stop: threading.Event,
+) -> None:
+    skip_before: float | None = None
+    if MigrationType.FULL in spec.types:
+        saved = store.load_checkpoint(spec.name, HANDOVER_STREAM)
+        if saved is None:
+            raise FatalError("the full migration recorded no handover position", task=spec.name)
+    else:
+        saved = store.load_checkpoint(spec.name, INCREMENTAL_START_STREAM)
+        if saved is None:
+            conn = connect(spec.source)
+            try:
+                with driver_errors(spec.source):
+                    if spec.options.incremental_start is not None:
+                        position = first_binlog_position(conn)
+                    else:
+                        position = current_position(conn, spec.source.flavor.value)
+            finally:
+                conn.close()
+            saved = position.model_dump()
+            store.save_checkpoint(spec.name, INCREMENTAL_START_STREAM, saved)
+        if spec.options.incremental_start is not None:
+            moment = spec.options.incremental_start
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            skip_before = moment.timestamp()
+    start = BinlogPosition(**saved)
+
+    def on_state(state: str) -> None:
+        say(f"incremental: {'caught up (monitoring)' if state == 'monitoring' else 'catching up'}")
+        _set_state(store, spec.name, f"incremental_{state}")
+
+    _set_state(store, spec.name, "incremental_running")
+    try:
+        run_incremental(spec, start, stop, say, on_state=on_state, skip_before=skip_before)
+    finally:
+        _set_state(store, spec.name, "stopped")
+
+
+def _set_state(store: MetadataStore, task: str, state: str) -> None:
+    current = store.get_task(task).state
+    if current != state:
+        store.set_state(task, current, state)
 
 
 def _register(spec: TaskSpec, store: MetadataStore) -> None:

@@ -9,7 +9,7 @@ from pymysql.connections import Connection
 from duosync.core.positions import BinlogPosition
 from duosync.errors import FatalError
 
-__all__ = ["BinlogPosition", "current_position"]
+__all__ = ["BinlogPosition", "current_position", "first_binlog_position"]
 
 
 def current_position(conn: Connection[Any], flavor: str) -> BinlogPosition:
@@ -35,3 +35,15 @@ def current_position(conn: Connection[Any], flavor: str) -> BinlogPosition:
     if isinstance(value, bytes):
         value = value.decode()
     return BinlogPosition(file=file, offset=offset, gtid=str(value) if value else None)
+
+
+def first_binlog_position(conn: Connection[Any]) -> BinlogPosition:
+    """The start of the oldest binlog the server still has (``SHOW BINARY LOGS``)."""
+    with conn.cursor() as cur:
+        cur.execute("SHOW BINARY LOGS")
+        row = cur.fetchone()
+    if row is None:
+        raise FatalError("the source has no binary logs", hint="start it with --log-bin")
+    name = row[0].decode() if isinstance(row[0], bytes) else str(row[0])
+    # Offset 4: just after the binlog file's magic bytes, where its first event starts.
+    return BinlogPosition(file=name, offset=4)

@@ -1,0 +1,1 @@
+"""Incremental sync: batching, merging, parallel apply, checkpoints."""

@@ -1,0 +1,161 @@
+"""A batch: the row changes of consecutive source transactions, merged per row and
+split into partitions that are applied in parallel.
+
+Why merge: many source transactions go into one target transaction, and several
+changes to one row within the batch only need its final state (insert + update is
+an insert of the updated row, update + delete is a delete, ...). The final state of
+a keyed row is "present with these values" or "absent"; the applier writes it with
+idempotent statements (REPLACE, DELETE), so replaying a batch is harmless.
+
+Why partitions by key: all changes of one row land in the same partition, so each
+row's changes stay in source commit order whatever the parallelism. The partition
+of a row is a stable hash (crc32) of its table and key, never Python's randomised
+``hash``: a restarted task must put every row in the same partition as before,
+because checkpoints are kept per partition (see ``sync.checkpoint``).
+
+Rows of tables without a key cannot be merged or made idempotent: their changes are
+kept in order, in the partition of their table.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from duosync.core.events import Op, RowChange
+from duosync.core.positions import BinlogPosition
+
+#: A target table: (database, name).
+TableRef = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class TableMapping:
+    """How rows of one source table are written to the target."""
+
+    target: TableRef
+    #: target column names, in the order of ``source_positions``
+    columns: tuple[str, ...]
+    #: for each target column, its index in the source row image
+    source_positions: tuple[int, ...]
+    #: indexes (in the target column tuple) of the row identity; empty: no key
+    key: tuple[int, ...]
+
+
+@dataclass
+class TableChanges:
+    """One partition's share of one table: final states by key, or ordered ops."""
+
+    mapping: TableMapping
+    #: key -> target row (present) or None (absent)
+    final: dict[tuple[Any, ...], tuple[Any, ...] | None] = field(default_factory=dict)
+    #: keyless tables: (op, before, after) in source order
+    ordered: list[tuple[Op, tuple[Any, ...] | None, tuple[Any, ...] | None]] = field(
+        default_factory=list
+    )
+
+    def upserts(self) -> list[tuple[Any, ...]]:
+        return [row for row in self.final.values() if row is not None]
+
+    def deletes(self) -> list[tuple[Any, ...]]:
+        return [key for key, row in self.final.items() if row is None]
+
+
+def partition_of(target: TableRef, key: tuple[Any, ...], partitions: int) -> int:
+    if partitions == 1:
+        return 0
+    return zlib.crc32(repr((target, key)).encode()) % partitions
+
+
+class Batch:
+    """Changes accumulated for one apply round.
+
+    ``skip_upto[p]`` is partition p's checkpoint: a change whose transaction is at or
+    before it was already applied there (a restart replays from the lowest
+    checkpoint of all partitions) and is dropped.
+    """
+
+    def __init__(
+        self,
+        partitions: int,
+        mapping_of: Callable[[RowChange], TableMapping | None],
+        skip_upto: list[BinlogPosition] | None = None,
+    ) -> None:
+        self.partitions = partitions
+        self.mapping_of = mapping_of
+        self.skip_upto = skip_upto
+        self.parts: list[dict[TableRef, TableChanges]] = [{} for _ in range(partitions)]
+        self.transactions = 0
+        self.rows = 0
+        self.nbytes = 0
+        self.last: BinlogPosition | None = None
+        self.last_commit_ts: float | None = None
+        self.first_seen: float | None = None
+
+    def __bool__(self) -> bool:
+        return self.transactions > 0
+
+    def add(self, change: RowChange, position: BinlogPosition) -> None:
+        mapping = self.mapping_of(change)
+        if mapping is None:  # not selected
+            return
+        before = _project(change.before, mapping)
+        after = _project(change.after, mapping)
+        self.rows += 1
+        self.nbytes += _size(change.before) + _size(change.after)
+        if not mapping.key:
+            p = partition_of(mapping.target, (), self.partitions)
+            if not self._skipped(p, position):
+                self._table(p, mapping).ordered.append((change.op, before, after))
+            return
+        old_key = None if before is None else tuple(before[i] for i in mapping.key)
+        new_key = None if after is None else tuple(after[i] for i in mapping.key)
+        # An update that changes the key moves the row: the old key becomes absent.
+        if old_key is not None and old_key != new_key:
+            self._set(mapping, old_key, None, position)
+        if new_key is not None:
+            self._set(mapping, new_key, after, position)
+
+    def end_transaction(self, position: BinlogPosition, commit_ts: float, now: float) -> None:
+        self.transactions += 1
+        self.last = position
+        self.last_commit_ts = commit_ts
+        if self.first_seen is None:
+            self.first_seen = now
+
+    def _set(
+        self,
+        mapping: TableMapping,
+        key: tuple[Any, ...],
+        row: tuple[Any, ...] | None,
+        position: BinlogPosition,
+    ) -> None:
+        p = partition_of(mapping.target, key, self.partitions)
+        if not self._skipped(p, position):
+            self._table(p, mapping).final[key] = row
+
+    def _skipped(self, partition: int, position: BinlogPosition) -> bool:
+        return self.skip_upto is not None and position <= self.skip_upto[partition]
+
+    def _table(self, partition: int, mapping: TableMapping) -> TableChanges:
+        tables = self.parts[partition]
+        got = tables.get(mapping.target)
+        if got is None or got.mapping != mapping:
+            # A mapping change (DDL) always flushes the batch first, so a second
+            # mapping for one table within a batch cannot happen.
+            got = tables[mapping.target] = TableChanges(mapping)
+        return got
+
+
+def _project(values: tuple[Any, ...] | None, mapping: TableMapping) -> tuple[Any, ...] | None:
+    if values is None:
+        return None
+    return tuple(values[i] for i in mapping.source_positions)
+
+
+def _size(values: tuple[Any, ...] | None) -> int:
+    if values is None:
+        return 0
+    return sum(len(v) if isinstance(v, (str, bytes)) else 8 for v in values)
