@@ -1,0 +1,106 @@
+"""Merging a batch's row changes per key, partitioning, and replay filtering."""
+
+from __future__ import annotations
+
+from duosync.core.events import Op, RowChange
+from duosync.core.positions import BinlogPosition
+from duosync.sync.batch import Batch, TableMapping, partition_of
+
+COLS = ("id", "v")
+MAPPING = TableMapping(("dst", "t"), ("id", "v"), (0, 1), (0,))
+KEYLESS = TableMapping(("dst", "k"), ("id", "v"), (0, 1), ())
+
+
+def pos(n: int) -> BinlogPosition:
+    return BinlogPosition(file="binlog.000001", offset=n)
+
+
+def change(op: Op, before: tuple[int, str] | None, after: tuple[int, str] | None) -> RowChange:
+    return RowChange(op, "src", "t", COLS, before, after)
+
+
+def batch(partitions: int = 1, skip: list[BinlogPosition] | None = None) -> Batch:
+    return Batch(partitions, lambda c: MAPPING if c.table == "t" else None, skip)
+
+
+def final(b: Batch) -> dict[tuple[object, ...], tuple[object, ...] | None]:
+    out: dict[tuple[object, ...], tuple[object, ...] | None] = {}
+    for part in b.parts:
+        for changes in part.values():
+            out.update(changes.final)
+    return out
+
+
+def test_insert_then_update_is_the_updated_row() -> None:
+    b = batch()
+    b.add(change(Op.INSERT, None, (1, "a")), pos(10))
+    b.add(change(Op.UPDATE, (1, "a"), (1, "b")), pos(20))
+    assert final(b) == {(1,): (1, "b")}
+
+
+def test_update_then_delete_is_a_delete() -> None:
+    b = batch()
+    b.add(change(Op.UPDATE, (1, "a"), (1, "b")), pos(10))
+    b.add(change(Op.DELETE, (1, "b"), None), pos(20))
+    assert final(b) == {(1,): None}
+
+
+def test_delete_then_insert_is_the_new_row() -> None:
+    b = batch()
+    b.add(change(Op.DELETE, (1, "a"), None), pos(10))
+    b.add(change(Op.INSERT, None, (1, "c")), pos(20))
+    assert final(b) == {(1,): (1, "c")}
+
+
+def test_key_change_deletes_the_old_key() -> None:
+    b = batch()
+    b.add(change(Op.UPDATE, (1, "a"), (2, "a")), pos(10))
+    assert final(b) == {(1,): None, (2,): (2, "a")}
+    tc = next(iter(b.parts[0].values()))
+    assert tc.deletes() == [(1,)] and tc.upserts() == [(2, "a")]
+
+
+def test_unselected_tables_are_dropped_but_counted_as_nothing() -> None:
+    b = batch()
+    b.add(RowChange(Op.INSERT, "src", "other", COLS, None, (1, "x")), pos(10))
+    assert final(b) == {} and b.rows == 0
+
+
+def test_partitions_are_stable_and_keep_one_row_together() -> None:
+    assert partition_of(("d", "t"), (42,), 8) == partition_of(("d", "t"), (42,), 8)
+    spread = {partition_of(("d", "t"), (i,), 8) for i in range(200)}
+    assert len(spread) == 8
+    b = batch(partitions=4)
+    b.add(change(Op.INSERT, None, (7, "a")), pos(10))
+    b.add(change(Op.UPDATE, (7, "a"), (7, "b")), pos(20))
+    holders = [p for p, part in enumerate(b.parts) if part]
+    assert holders == [partition_of(("dst", "t"), (7,), 4)]
+
+
+def test_replay_skips_what_a_partition_already_holds() -> None:
+    p_of_1 = partition_of(("dst", "t"), (1,), 2)
+    skip = [pos(0), pos(0)]
+    skip[p_of_1] = pos(15)  # that partition committed up to offset 15
+    b = batch(partitions=2, skip=skip)
+    b.add(change(Op.INSERT, None, (1, "a")), pos(10))  # already applied there
+    assert final(b) == {}
+    b.add(change(Op.UPDATE, (1, "a"), (1, "b")), pos(20))  # after its checkpoint
+    assert final(b) == {(1,): (1, "b")}
+
+
+def test_keyless_tables_keep_every_change_in_order() -> None:
+    b = Batch(1, lambda c: KEYLESS)
+    b.add(RowChange(Op.INSERT, "src", "k", COLS, None, (1, "a")), pos(10))
+    b.add(RowChange(Op.INSERT, "src", "k", COLS, None, (1, "a")), pos(11))
+    b.add(RowChange(Op.DELETE, "src", "k", COLS, (1, "a"), None), pos(12))
+    tc = b.parts[0][("dst", "k")]
+    assert [op for op, _, _ in tc.ordered] == [Op.INSERT, Op.INSERT, Op.DELETE]
+
+
+def test_positions_order_across_files() -> None:
+    assert BinlogPosition(file="binlog.000002", offset=4) > BinlogPosition(
+        file="binlog.000001", offset=999999
+    )
+    assert BinlogPosition(file="binlog.000010", offset=4) > BinlogPosition(
+        file="binlog.000009", offset=4
+    )
