@@ -414,7 +414,7 @@ class Options(_Spec):
 
     read_concurrency: int = Field(default=4, ge=1, le=512)
     write_concurrency: int = Field(default=4, ge=1, le=512)
-    #: full-migration throttles; None means unlimited
+    #: throttles of the full copy and of incremental apply; None means unlimited
     rate_rows_per_second: int | None = Field(default=None, gt=0)
     rate_bytes_per_second: int | None = Field(default=None, gt=0)
     non_empty_target: NonEmptyTarget = NonEmptyTarget.STOP

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from duosync.core.events import Heartbeat, RowChange, SchemaChange, Transaction
 from duosync.core.positions import BinlogPosition
 from duosync.endpoints.mysql.binlog import BinlogStream
+from duosync.migrate.ratelimit import RateLimiter
 from duosync.spec import TaskSpec
 from duosync.sync.applier import Applier
 from duosync.sync.batch import Batch
@@ -172,6 +173,7 @@ def _loop(
         return Batch(applier.partitions, mapper.mapping, checkpoints if replaying else None)
 
     batch = new_batch()
+    limiter = RateLimiter(spec.options.rate_rows_per_second, spec.options.rate_bytes_per_second)
     last_flush = time.monotonic()
     last_line = time.monotonic()
     idle_position: BinlogPosition | None = None
@@ -180,6 +182,7 @@ def _loop(
         nonlocal batch, last_flush
         if batch.last is None:
             return
+        limiter.acquire(batch.rows, batch.nbytes)
         applier.apply(batch, all_partitions=everyone)
         stats.rows += batch.rows
         stats.transactions += batch.transactions
