@@ -215,6 +215,10 @@ def _loop(
                 flush()
                 for statement in ddl:
                     schema.apply(statement, applier)
+                # CREATE TABLE ... SELECT: the new table's rows share the transaction.
+                for row in item.changes:
+                    if isinstance(row, RowChange):
+                        batch.add(row, item.position)
                 batch.end_transaction(item.position, item.commit_ts, now)
                 flush(everyone=True)
                 continue
