@@ -69,6 +69,14 @@ def _converge(
         time.sleep(0.5)
 
 
+def _count(endpoint: Endpoint, db: str, table: str) -> int:
+    """Rows in a table, or -1 while it does not exist yet."""
+    try:
+        return len(_table_rows(endpoint, db, table))
+    except Exception:
+        return -1
+
+
 def _sysbench(endpoint: Endpoint, db: str, command: str, *extra: str) -> list[str]:
     return [
         "sysbench",
@@ -225,3 +233,58 @@ options: {{write_concurrency: 4}}
     total = query(mariadb1, f"SELECT n FROM `{src}`.counter")[0][0]
     assert total > 100, "too few transactions during the test"
     assert query(mariadb2, f"SELECT n FROM `{dst}`.counter") == [(total,)]
+
+
+def test_incremental_start_time_then_purged_binlog(
+    tmp_path: Path,
+    mariadb1: Endpoint,
+    mariadb2: Endpoint,
+    fresh_database: Callable[..., str],
+) -> None:
+    """Without a full migration, incremental_start picks the first transaction at or
+    after a time; a restart whose position was purged from the source fails with an
+    error that says how to recover."""
+    src = fresh_database(mariadb1, "src")
+    dst = fresh_database(mariadb2, "dst")
+    run_sql(mariadb1, "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10))", src)
+    run_sql(mariadb1, "INSERT INTO t VALUES (1, 'old'), (3, 'before')", src)
+    time.sleep(1.2)  # binlog timestamps have whole seconds
+    start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time()))
+    time.sleep(1.2)
+    run_sql(
+        mariadb1, ["INSERT INTO t VALUES (2, 'after')", "UPDATE t SET v = 'new' WHERE id = 1"], src
+    )
+    spec = tmp_path / "task.yaml"
+    spec.write_text(
+        f"""
+name: from-time
+source: mariadb://root@{mariadb1.host}:{mariadb1.port}
+target: mariadb://root@{mariadb2.host}:{mariadb2.port}
+types: [schema, incremental]
+select: {{objects: [{src}.t]}}
+rename: {{databases: {{{src}: {dst}}}}}
+options: {{incremental_start: "{start}"}}
+"""
+    )
+    home = tmp_path / "home"
+    proc = _start(spec, home)
+    deadline = time.monotonic() + 60
+    while _count(mariadb2, dst, "t") < 2:
+        assert time.monotonic() < deadline, "changes after the start time never arrived"
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.3)
+    code, err = _stop(proc)
+    assert code == 0, err[-3000:]
+    # Row 3 was written before the start time and never changed after it.
+    assert _table_rows(mariadb2, dst, "t") == [(1, "new"), (2, "after")]
+
+    newest = query(mariadb1, "SHOW MASTER STATUS")[0][0]
+    run_sql(mariadb1, ["FLUSH BINARY LOGS"])
+    current = query(mariadb1, "SHOW MASTER STATUS")[0][0]
+    assert current != newest
+    run_sql(mariadb1, [f"PURGE BINARY LOGS TO '{current}'"])
+    run_sql(mariadb1, "INSERT INTO t VALUES (4, 'lost')", src)
+    proc = _start(spec, home)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err[-3000:]
+    assert "purged" in err and "full migration" in err, err[-3000:]

@@ -209,7 +209,12 @@ def _incremental_phase(
 
     _set_state(store, spec.name, "incremental_running")
     try:
-        run_incremental(spec, start, stop, say, on_state=on_state, skip_before=skip_before)
+        # The task's creation time in this store tells its checkpoints on the target
+        # from those of an earlier task that had the same name.
+        incarnation = f"{store.get_task(spec.name).created_at:.6f}"
+        run_incremental(
+            spec, start, incarnation, stop, say, on_state=on_state, skip_before=skip_before
+        )
     finally:
         _set_state(store, spec.name, "stopped")
 

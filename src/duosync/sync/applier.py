@@ -59,9 +59,9 @@ class Applier:
             raise
         self.pool = ThreadPoolExecutor(max_workers=partitions, thread_name_prefix="apply")
 
-    def prepare(self, start: BinlogPosition) -> list[BinlogPosition]:
+    def prepare(self, start: BinlogPosition, incarnation: str) -> list[BinlogPosition]:
         try:
-            return checkpoint.prepare(self.conns[0], self.task, self.partitions, start)
+            return checkpoint.prepare(self.conns[0], self.task, incarnation, self.partitions, start)
         except pymysql.err.MySQLError as exc:
             raise translate(exc, self.target) from None
 

@@ -32,6 +32,7 @@ _DDL = (
     f"CREATE TABLE IF NOT EXISTS {TABLE} ("
     " task VARCHAR(64) NOT NULL,"
     " part INT NOT NULL,"
+    " incarnation VARCHAR(64) NOT NULL,"
     " file VARCHAR(255) NOT NULL,"
     " pos BIGINT NOT NULL,"
     " gtid TEXT NULL,"
@@ -42,15 +43,24 @@ _DDL = (
 
 
 def prepare(
-    conn: Connection[Any], task: str, partitions: int, start: BinlogPosition
+    conn: Connection[Any], task: str, incarnation: str, partitions: int, start: BinlogPosition
 ) -> list[BinlogPosition]:
     """Create the table and this task's rows (at *start*) if missing; return every
-    partition's checkpoint, in partition order."""
+    partition's checkpoint, in partition order.
+
+    *incarnation* identifies this task's life in the metadata store: rows left on
+    the target by an earlier task of the same name (deleted and created again, or
+    run from another store) are not ours and are replaced, never resumed from."""
     with conn.cursor() as cur:
         for sql in _DDL:
             cur.execute(sql)
-        cur.execute(f"SELECT part, file, pos, gtid FROM {TABLE} WHERE task = %s", (task,))
+        cur.execute(
+            f"SELECT part, file, pos, gtid, incarnation FROM {TABLE} WHERE task = %s", (task,)
+        )
         rows = {int(r[0]): r for r in cur.fetchall()}
+        if rows and any(str(r[4]) != incarnation for r in rows.values()):
+            cur.execute(f"DELETE FROM {TABLE} WHERE task = %s", (task,))
+            rows = {}
         if rows and len(rows) != partitions:
             raise ConfigError(
                 f"the target's checkpoints of this task have {len(rows)} partitions,"
@@ -60,10 +70,11 @@ def prepare(
             )
         if not rows:
             cur.executemany(
-                f"INSERT INTO {TABLE} (task, part, file, pos, gtid, commit_ts, applied_at)"
-                " VALUES (%s, %s, %s, %s, %s, NULL, %s)",
+                f"INSERT INTO {TABLE}"
+                " (task, part, incarnation, file, pos, gtid, commit_ts, applied_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, NULL, %s)",
                 [
-                    (task, p, start.file, start.offset, start.gtid, time.time())
+                    (task, p, incarnation, start.file, start.offset, start.gtid, time.time())
                     for p in range(partitions)
                 ],
             )

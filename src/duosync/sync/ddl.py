@@ -1,4 +1,5 @@
-"""DDL sync: CREATE, ALTER, DROP, RENAME and TRUNCATE TABLE of selected tables.
+"""DDL sync: CREATE, ALTER, DROP, RENAME, TRUNCATE TABLE and CREATE/DROP INDEX of
+selected tables.
 
 The runner applies DDL between batches (everything before it is applied first,
 nothing after it is applied before it), then moves every partition's checkpoint
@@ -64,6 +65,11 @@ _KINDS = [
         ("drop", rf"^\s*DROP\s+(?:TEMPORARY\s+)?TABLE\s+(?:IF\s+EXISTS\s+)?{_LIST}"),
         ("rename", rf"^\s*RENAME\s+TABLES?\s+{_PAIRS}"),
         ("truncate", rf"^\s*TRUNCATE\s+(?:TABLE\s+)?({_QNAME})"),
+        (
+            "index",
+            rf"^\s*(?:CREATE\s+(?:OR\s+REPLACE\s+)?(?:UNIQUE\s+|FULLTEXT\s+|SPATIAL\s+)?"
+            rf"|DROP\s+)INDEX\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?{_NAME}\s+ON\s+({_QNAME})",
+        ),
     )
 ]
 _NAME_RE = re.compile(_QNAME)

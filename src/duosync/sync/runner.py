@@ -71,6 +71,7 @@ def replica_server_id(task: str) -> int:
 def run_incremental(
     spec: TaskSpec,
     start: BinlogPosition,
+    incarnation: str,
     stop: threading.Event,
     say: Say,
     *,
@@ -78,7 +79,8 @@ def run_incremental(
     stats: SyncStats | None = None,
     skip_before: float | None = None,
 ) -> SyncStats:
-    """Sync from *start* (first run) or the target's checkpoints until *stop* is set;
+    """Sync from *start* (first run of this *incarnation* of the task, see
+    ``sync.checkpoint.prepare``) or the target's checkpoints until *stop* is set;
     apply what was read and return. Transactions committed before *skip_before*
     (Unix time) only advance the position. Raises ``DuosyncError`` on failure."""
     stats = stats if stats is not None else SyncStats()
@@ -86,7 +88,7 @@ def run_incremental(
     mapper = Mapper(spec)
     applier = Applier(spec.target, spec.name, partitions)
     try:
-        checkpoints = applier.prepare(start)
+        checkpoints = applier.prepare(start, incarnation)
         resume = min(checkpoints)
         replay_until = max(checkpoints)
         say(f"incremental: reading the source binlog from {resume}")
