@@ -229,7 +229,13 @@ def migrate(ctx: Context, spec_file: Path) -> None:
     click.echo(
         f"task {spec.name}: {len(report.created)} tables created, {len(report.accepted)}"
         f" existing accepted, {report.rows} rows copied, {report.conflicts} conflicting rows"
-        f" kept on the target, {report.seconds:.1f}s"
+        f" kept on the target,"
+        + (
+            f" {report.synced_rows} row changes synced incrementally,"
+            if report.synced_rows is not None
+            else ""
+        )
+        + f" {report.seconds:.1f}s"
     )
 
 

@@ -63,6 +63,8 @@ class MigrationReport:
     rows: int = 0
     conflicts: int = 0
     handover: dict[str, Any] | None = None
+    #: row changes applied by the incremental phase in this run
+    synced_rows: int | None = None
     seconds: float = 0.0
 
 
@@ -212,9 +214,10 @@ def _incremental_phase(
         # The task's creation time in this store tells its checkpoints on the target
         # from those of an earlier task that had the same name.
         incarnation = f"{store.get_task(spec.name).created_at:.6f}"
-        run_incremental(
+        stats = run_incremental(
             spec, start, incarnation, stop, say, on_state=on_state, skip_before=skip_before
         )
+        report.synced_rows = stats.rows
     finally:
         _set_state(store, spec.name, "stopped")
 
