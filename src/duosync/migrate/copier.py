@@ -221,8 +221,7 @@ def write_chunk(conn: Connection[Any], job: CopyJob, chunk: Chunk, data: ChunkDa
     with conn.cursor() as cur:
         cur.execute("BEGIN")
         try:
-            if not job.ignore_existing and chunk.index in job.resumed:
-                cur.execute(f"DELETE FROM {target} WHERE {cond}", args)
+            _empty_if_resumed(cur, job, chunk)
             if data.literals is not None:
                 for values in data.literals:
                     _execute_bytes(cur, header.encode() + values)
@@ -239,6 +238,15 @@ def write_chunk(conn: Connection[Any], job: CopyJob, chunk: Chunk, data: ChunkDa
             conn.rollback()
             raise
     return result
+
+
+def _empty_if_resumed(cur: Any, job: CopyJob, chunk: Chunk) -> None:
+    """``stop`` mode, a chunk an earlier run may have half written: empty its range
+    (only our own rows can be there: the table was empty before the first write)."""
+    if not job.ignore_existing and chunk.index in job.resumed:
+        cond, args = range_condition(job.target_key, chunk.lower, chunk.upper)
+        target = qualified(job.target.database, job.target.name)
+        cur.execute(f"DELETE FROM {target} WHERE {cond}", args)
 
 
 def _execute_bytes(cur: Any, statement: bytes) -> None:
@@ -260,16 +268,10 @@ def first_refused_row(
         cur.execute(f"SELECT {keys}, {row} FROM {table} WHERE {where}", args)
         rows = list(cur.fetchall())
     header = _insert_header(job).encode()
-    target_cond, target_args = range_condition(job.target_key, chunk.lower, chunk.upper)
     with target.cursor() as cur:
         cur.execute("BEGIN")
         try:
-            if not job.ignore_existing and chunk.index in job.resumed:
-                cur.execute(
-                    f"DELETE FROM {qualified(job.target.database, job.target.name)}"
-                    f" WHERE {target_cond}",
-                    target_args,
-                )
+            _empty_if_resumed(cur, job, chunk)
             for *key, values in rows:
                 try:
                     _execute_bytes(cur, header + values)

@@ -150,7 +150,6 @@ def run_migration(
                     f"note: {src.qualified}: no primary key or NOT NULL unique key: its"
                     " changes are applied one by one and may be applied twice after a crash"
                 )
-        report.seconds = time.monotonic() - started
         _incremental_phase(spec, store, report, say, stop or threading.Event())
     report.seconds = time.monotonic() - started
     return report

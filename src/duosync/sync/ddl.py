@@ -29,7 +29,6 @@ from dataclasses import dataclass
 
 import pymysql
 
-from duosync.config import Flavor
 from duosync.core.events import SchemaChange
 from duosync.endpoints import open_inspector
 from duosync.endpoints.mysql.connection import translate
@@ -180,11 +179,9 @@ class SchemaSync:
         found = [t for t in db.tables if t.name == table]
         if not found:
             return None
-        target, notes = translate_table(
-            found[0], target=Flavor(self.flavor.value), renames=self.spec.rename
-        )
+        target, notes = translate_table(found[0], target=self.flavor, renames=self.spec.rename)
         for note in notes:
             self.say(f"note: {note}")
-        return create_table_sql(target, Flavor(self.flavor.value)).replace(
+        return create_table_sql(target, self.flavor).replace(
             "CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1
         )
