@@ -14,13 +14,17 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from duosync import __version__
-from duosync.config import Endpoint
+from duosync.config import Endpoint, Flavor
 from duosync.errors import ConfigError, DuosyncError
 from duosync.sandbox import DEFAULT_SERVERS, Sandbox, ServerSpec
+
+if TYPE_CHECKING:
+    from duosync.spec import TaskSpec
 
 DEFAULT_HOME = "~/.duosync"
 
@@ -237,6 +241,69 @@ def migrate(ctx: Context, spec_file: Path) -> None:
         )
         + f" {report.seconds:.1f}s"
     )
+
+
+# -- OceanBase change capture ---------------------------------------------------------
+
+
+@cli.group()
+def capture() -> None:
+    """The trigger change capture an OceanBase source task installs."""
+
+
+_SPEC_OPTION = click.option(
+    "-f",
+    "--file",
+    "spec_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Task spec (YAML) whose source to look at.",
+)
+
+
+def _oceanbase_source(spec: TaskSpec) -> TaskSpec:
+    if spec.source.flavor is not Flavor.OCEANBASE:
+        raise ConfigError(
+            "trigger capture is for OceanBase sources; this task reads the source's binlog",
+            task=spec.name,
+            endpoint=spec.source.display,
+        )
+    return spec
+
+
+@capture.command("status")
+@_SPEC_OPTION
+def capture_status(spec_file: Path) -> None:
+    """Consumers, their positions and the change log's size on the task's source."""
+    from duosync.endpoints.oceanbase.capture import status
+    from duosync.spec import load_spec
+
+    spec = _oceanbase_source(load_spec(spec_file))
+    got = status(spec.source)
+    if got is None:
+        click.echo(f"{spec.source.display}: no change capture installed")
+        return
+    click.echo(f"{spec.source.display}: {got.log_rows} log rows, {got.triggers} triggers")
+    for c in got.consumers:
+        behind = max(0.0, time.time() - c.position.scn / 1e9)
+        click.echo(
+            f"  task {c.consumer}: {len(c.tables)} tables, confirmed up to {c.position}"
+            f" ({behind:.0f}s ago)"
+        )
+
+
+@capture.command("remove")
+@_SPEC_OPTION
+def capture_remove(spec_file: Path) -> None:
+    """Remove the task's capture: its triggers (unless another task needs them) and,
+    with the last task, the change log. Incremental sync of the task cannot resume
+    afterwards."""
+    from duosync.endpoints.oceanbase.capture import remove
+    from duosync.spec import load_spec
+
+    spec = _oceanbase_source(load_spec(spec_file))
+    dropped = remove(spec.source, spec.name)
+    click.echo(f"task {spec.name}: capture removed, triggers dropped on {len(dropped)} tables")
 
 
 # -- metadata store --------------------------------------------------------------------

@@ -23,9 +23,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from duosync.core.positions import BinlogPosition
-
-Position = BinlogPosition
+from duosync.core.positions import Position
 
 
 class Op(StrEnum):

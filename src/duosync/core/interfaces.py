@@ -1,15 +1,19 @@
 """The small set of interfaces every endpoint package offers (DESIGN.md section 2).
 
-Only ``Inspector`` exists so far; ``SnapshotReader``, ``ChangeStream`` and
-``Applier`` join it as the migration and sync phases land.
+``Inspector`` and ``ChangeStream`` are protocols here; the snapshot reader and the
+applier exist once (MySQL-family SQL serves every family so far) and join this
+module when a second family needs its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 from duosync.core.catalog import Catalog, ServerInfo
+from duosync.core.events import Heartbeat, Transaction
+from duosync.core.positions import Position
 
 
 class Inspector(Protocol):
@@ -35,5 +39,26 @@ class Inspector(Protocol):
         A named database that does not exist raises ``ConfigError``.
         """
         ...
+
+    def close(self) -> None: ...
+
+
+class ChangeStream(Protocol):
+    """Committed source transactions, whole and in commit order, from a position.
+
+    Contract: ``read(stop)`` yields ``Transaction``s strictly after the start
+    position and ``Heartbeat``s while idle, returning soon after *stop* is set and
+    never mid-transaction; ``position`` is where the next ``read`` would start (the
+    last item yielded). ``confirm(p)`` may be called from any thread once every
+    change up to ``p`` is durably applied (a log the source keeps for us may then be
+    trimmed). One reader thread.
+    """
+
+    @property
+    def position(self) -> Position: ...
+
+    def read(self, stop: threading.Event) -> Iterator[Transaction | Heartbeat]: ...
+
+    def confirm(self, position: Position) -> None: ...
 
     def close(self) -> None: ...

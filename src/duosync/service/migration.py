@@ -7,7 +7,8 @@ Order, and why:
    post_indexing; foreign keys never yet). Existing identical tables are accepted;
    a different one stops the task before any data moves, naming its differences.
 3. Full: on the first run, refuse non-empty targets (``stop``) and record the
-   source's binlog position (the incremental handover) *before* planning chunks;
+   source's binlog position (the incremental handover; on OceanBase, install the
+   capture triggers and take the log position) *before* planning chunks;
    then copy the pending chunks. A rerun resumes: chunks recorded done are skipped.
 4. After the data: deferred indexes, foreign keys, then views in dependency order.
 """
@@ -24,12 +25,13 @@ from typing import Any
 
 from duosync.config import Flavor
 from duosync.core.catalog import ServerInfo, Table, View
-from duosync.core.positions import BinlogPosition
+from duosync.core.positions import Position, position_from
 from duosync.endpoints import open_inspector
 from duosync.endpoints.mysql.connection import connect, driver_errors
 from duosync.endpoints.mysql.dialect import qualified
 from duosync.endpoints.mysql.position import current_position, first_binlog_position
-from duosync.errors import ConfigError, FatalError
+from duosync.endpoints.oceanbase import capture
+from duosync.errors import ConfigError, DuosyncError, FatalError
 from duosync.migrate.chunks import Chunk, decode_key, encode_key, plan_chunks
 from duosync.migrate.copier import ChunkResult, CopyJob, run_copy, text_connect
 from duosync.migrate.indexes import build_deferred_indexes
@@ -150,18 +152,25 @@ def run_migration(
                     f"note: {src.qualified}: no primary key or NOT NULL unique key: its"
                     " changes are applied one by one and may be applied twice after a crash"
                 )
-        _incremental_phase(spec, store, report, say, stop or threading.Event())
+        _incremental_phase(
+            spec, store, [s for s, _ in plans], report, say, stop or threading.Event()
+        )
     report.seconds = time.monotonic() - started
     return report
 
 
 def _check_capture(spec: TaskSpec, info: ServerInfo) -> None:
     if spec.source.flavor is Flavor.OCEANBASE:
-        raise ConfigError(
-            "incremental sync from an OceanBase source is not available yet",
-            task=spec.name,
-            endpoint=spec.source.display,
-        )
+        if spec.options.incremental_start is not None:
+            raise ConfigError(
+                "options.incremental_start cannot be used with an OceanBase source: its"
+                " changes are recorded by triggers from the task's first start, there is"
+                " no older log to read",
+                task=spec.name,
+                endpoint=spec.source.display,
+                hint="remove incremental_start, or add 'full' to types",
+            )
+        return  # trigger capture: problems surface when it is installed
     if info.capture_problems:
         raise ConfigError(
             "the source's binlog cannot feed incremental sync: " + "; ".join(info.capture_problems),
@@ -174,6 +183,7 @@ def _check_capture(spec: TaskSpec, info: ServerInfo) -> None:
 def _incremental_phase(
     spec: TaskSpec,
     store: MetadataStore,
+    tables: list[Table],
     report: MigrationReport,
     say: Say,
     stop: threading.Event,
@@ -186,23 +196,14 @@ def _incremental_phase(
     else:
         saved = store.load_checkpoint(spec.name, INCREMENTAL_START_STREAM)
         if saved is None:
-            conn = connect(spec.source)
-            try:
-                with driver_errors(spec.source):
-                    if spec.options.incremental_start is not None:
-                        position = first_binlog_position(conn)
-                    else:
-                        position = current_position(conn, spec.source.flavor.value)
-            finally:
-                conn.close()
-            saved = position.model_dump()
+            saved = _capture_start(spec, tables).model_dump()
             store.save_checkpoint(spec.name, INCREMENTAL_START_STREAM, saved)
         if spec.options.incremental_start is not None:
             moment = spec.options.incremental_start
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=UTC)
             skip_before = moment.timestamp()
-    start = BinlogPosition(**saved)
+    start = position_from(saved)
 
     def on_state(state: str) -> None:
         say(f"incremental: {'caught up (monitoring)' if state == 'monitoring' else 'catching up'}")
@@ -219,6 +220,26 @@ def _incremental_phase(
         report.synced_rows = stats.rows
     finally:
         _set_state(store, spec.name, "stopped")
+
+
+def _capture_start(spec: TaskSpec, tables: list[Table]) -> Position:
+    """Where incremental sync of a first run starts: the source's binlog position
+    now (or its oldest, for ``incremental_start``); on OceanBase, the trigger log's
+    position once this task's capture is installed."""
+    if spec.source.flavor is Flavor.OCEANBASE:
+        try:
+            return capture.install(spec.source, spec.name, tables)
+        except DuosyncError as exc:
+            exc.task = spec.name
+            raise
+    conn = connect(spec.source)
+    try:
+        with driver_errors(spec.source):
+            if spec.options.incremental_start is not None and MigrationType.FULL not in spec.types:
+                return first_binlog_position(conn)
+            return current_position(conn, spec.source.flavor.value)
+    finally:
+        conn.close()
 
 
 def _set_state(store: MetadataStore, task: str, state: str) -> None:
@@ -346,13 +367,8 @@ def _full_phase(
     if first_run:
         if not ignore:
             _refuse_non_empty(spec, [w for _, w in plans])
-        if spec.source.flavor is not Flavor.OCEANBASE:
-            conn = connect(spec.source)
-            try:
-                with driver_errors(spec.source):
-                    position = current_position(conn, spec.source.flavor.value)
-            finally:
-                conn.close()
+        if spec.source.flavor is not Flavor.OCEANBASE or MigrationType.INCREMENTAL in spec.types:
+            position = _capture_start(spec, [s for s, _ in plans])
             store.save_checkpoint(spec.name, HANDOVER_STREAM, position.model_dump())
             say(f"incremental handover position: {position}")
     report.handover = store.load_checkpoint(spec.name, HANDOVER_STREAM)

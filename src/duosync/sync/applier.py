@@ -27,7 +27,7 @@ from pymysql.connections import Connection
 
 from duosync.config import Endpoint
 from duosync.core.events import Op
-from duosync.core.positions import BinlogPosition
+from duosync.core.positions import Position
 from duosync.endpoints.mysql.connection import translate
 from duosync.endpoints.mysql.dialect import qualified, quote_ident
 from duosync.errors import DuosyncError, RetriableError
@@ -59,15 +59,16 @@ class Applier:
             raise
         self.pool = ThreadPoolExecutor(max_workers=partitions, thread_name_prefix="apply")
 
-    def prepare(self, start: BinlogPosition, incarnation: str) -> list[BinlogPosition]:
+    def prepare(self, start: Position, incarnation: str) -> list[Position]:
         try:
             return checkpoint.prepare(self.conns[0], self.task, incarnation, self.partitions, start)
         except pymysql.err.MySQLError as exc:
             raise translate(exc, self.target) from None
 
-    def apply(self, batch: Batch, *, all_partitions: bool = False) -> None:
+    def apply(self, batch: Batch, *, all_partitions: bool = False) -> list[int]:
         """Apply *batch* and move the checkpoints of the partitions it touched (all
-        of them with *all_partitions*) to its last position. Blocks until done."""
+        of them with *all_partitions*) to its last position; return those
+        partitions. Blocks until done."""
         assert batch.last is not None
         position = batch.last
         work = [p for p in range(self.partitions) if all_partitions or batch.parts[p]]
@@ -76,8 +77,9 @@ class Applier:
         for err in errors:
             if err is not None:
                 raise err
+        return work
 
-    def _apply_partition(self, p: int, batch: Batch, position: BinlogPosition) -> None:
+    def _apply_partition(self, p: int, batch: Batch, position: Position) -> None:
         conn = self.conns[p]
         for attempt in range(1, _ATTEMPTS + 1):
             table = None

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from duosync.core.events import Op, RowChange
-from duosync.core.positions import BinlogPosition
+from duosync.core.positions import Position
 
 #: A target table: (database, name).
 TableRef = tuple[str, str]
@@ -81,7 +81,7 @@ class Batch:
         self,
         partitions: int,
         mapping_of: Callable[[RowChange], TableMapping | None],
-        skip_upto: list[BinlogPosition] | None = None,
+        skip_upto: list[Position] | None = None,
     ) -> None:
         self.partitions = partitions
         self.mapping_of = mapping_of
@@ -90,14 +90,14 @@ class Batch:
         self.transactions = 0
         self.rows = 0
         self.nbytes = 0
-        self.last: BinlogPosition | None = None
+        self.last: Position | None = None
         self.last_commit_ts: float | None = None
         self.first_seen: float | None = None
 
     def __bool__(self) -> bool:
         return self.transactions > 0
 
-    def add(self, change: RowChange, position: BinlogPosition) -> None:
+    def add(self, change: RowChange, position: Position) -> None:
         mapping = self.mapping_of(change)
         if mapping is None:  # not selected
             return
@@ -118,7 +118,7 @@ class Batch:
         if new_key is not None:
             self._set(mapping, new_key, after, position)
 
-    def end_transaction(self, position: BinlogPosition, commit_ts: float, now: float) -> None:
+    def end_transaction(self, position: Position, commit_ts: float, now: float) -> None:
         self.transactions += 1
         self.last = position
         self.last_commit_ts = commit_ts
@@ -130,13 +130,13 @@ class Batch:
         mapping: TableMapping,
         key: tuple[Any, ...],
         row: tuple[Any, ...] | None,
-        position: BinlogPosition,
+        position: Position,
     ) -> None:
         p = partition_of(mapping.target, key, self.partitions)
         if not self._skipped(p, position):
             self._table(p, mapping).final[key] = row
 
-    def _skipped(self, partition: int, position: BinlogPosition) -> bool:
+    def _skipped(self, partition: int, position: Position) -> bool:
         return self.skip_upto is not None and position <= self.skip_upto[partition]
 
     def _table(self, partition: int, mapping: TableMapping) -> TableChanges:

@@ -20,7 +20,7 @@ from typing import Any
 
 from pymysql.connections import Connection
 
-from duosync.core.positions import BinlogPosition
+from duosync.core.positions import Position, position_from
 from duosync.endpoints.mysql.dialect import qualified, quote_ident
 from duosync.endpoints.mysql.inspector import OMS_DATABASE
 from duosync.errors import ConfigError
@@ -33,18 +33,25 @@ _DDL = (
     " task VARCHAR(64) NOT NULL,"
     " part INT NOT NULL,"
     " incarnation VARCHAR(64) NOT NULL,"
-    " file VARCHAR(255) NOT NULL,"
-    " pos BIGINT NOT NULL,"
-    " gtid TEXT NULL,"
+    " position TEXT NOT NULL,"
     " commit_ts DOUBLE NULL,"
     " applied_at DOUBLE NOT NULL,"
     " PRIMARY KEY (task, part))",
 )
 
+# The first version kept binlog positions in three columns; such a table is
+# upgraded in place, its positions kept.
+_UPGRADE = (
+    f"ALTER TABLE {TABLE} ADD COLUMN position TEXT NULL",
+    f"UPDATE {TABLE} SET position = JSON_OBJECT('kind', 'binlog', 'file', file,"
+    " 'offset', pos, 'gtid', gtid)",
+    f"ALTER TABLE {TABLE} DROP COLUMN file, DROP COLUMN pos, DROP COLUMN gtid",
+)
+
 
 def prepare(
-    conn: Connection[Any], task: str, incarnation: str, partitions: int, start: BinlogPosition
-) -> list[BinlogPosition]:
+    conn: Connection[Any], task: str, incarnation: str, partitions: int, start: Position
+) -> list[Position]:
     """Create the table and this task's rows (at *start*) if missing; return every
     partition's checkpoint, in partition order.
 
@@ -55,10 +62,17 @@ def prepare(
         for sql in _DDL:
             cur.execute(sql)
         cur.execute(
-            f"SELECT part, file, pos, gtid, incarnation FROM {TABLE} WHERE task = %s", (task,)
+            "SELECT COUNT(*) FROM information_schema.COLUMNS"
+            " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = 'duosync_checkpoint'"
+            " AND COLUMN_NAME = 'position'",
+            (OMS_DATABASE,),
         )
+        if not cur.fetchone()[0]:
+            for sql in _UPGRADE:
+                cur.execute(sql)
+        cur.execute(f"SELECT part, position, incarnation FROM {TABLE} WHERE task = %s", (task,))
         rows = {int(r[0]): r for r in cur.fetchall()}
-        if rows and any(str(r[4]) != incarnation for r in rows.values()):
+        if rows and any(str(r[2]) != incarnation for r in rows.values()):
             cur.execute(f"DELETE FROM {TABLE} WHERE task = %s", (task,))
             rows = {}
         if rows and len(rows) != partitions:
@@ -71,28 +85,33 @@ def prepare(
         if not rows:
             cur.executemany(
                 f"INSERT INTO {TABLE}"
-                " (task, part, incarnation, file, pos, gtid, commit_ts, applied_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, NULL, %s)",
+                " (task, part, incarnation, position, commit_ts, applied_at)"
+                " VALUES (%s, %s, %s, %s, NULL, %s)",
                 [
-                    (task, p, incarnation, start.file, start.offset, start.gtid, time.time())
+                    (task, p, incarnation, start.model_dump_json(), time.time())
                     for p in range(partitions)
                 ],
             )
             return [start] * partitions
-    return [
-        BinlogPosition(file=str(r[1]), offset=int(r[2]), gtid=str(r[3]) if r[3] else None)
-        for _, r in sorted(rows.items())
-    ]
+    positions = [position_from(str(r[1])) for _, r in sorted(rows.items())]
+    if any(type(p) is not type(start) for p in positions):
+        raise ConfigError(
+            f"the target's checkpoints of this task are {positions[0].kind} positions,"
+            f" but its source gives {start.kind} positions",
+            task=task,
+            hint="a task's source cannot change kind; create a new task",
+        )
+    return positions
 
 
 def advance(
-    cur: Any, task: str, partition: int, position: BinlogPosition, commit_ts: float | None
+    cur: Any, task: str, partition: int, position: Position, commit_ts: float | None
 ) -> None:
     """Record *position* for *partition*; call inside the transaction it covers."""
     cur.execute(
-        f"UPDATE {TABLE} SET file = %s, pos = %s, gtid = %s, commit_ts = %s, applied_at = %s"
+        f"UPDATE {TABLE} SET position = %s, commit_ts = %s, applied_at = %s"
         " WHERE task = %s AND part = %s",
-        (position.file, position.offset, position.gtid, commit_ts, time.time(), task, partition),
+        (position.model_dump_json(), commit_ts, time.time(), task, partition),
     )
 
 

@@ -1,4 +1,4 @@
-"""The incremental phase of a task: source binlog -> batches -> target, until stopped.
+"""The incremental phase of a task: source change stream -> batches -> target, until stopped.
 
 Threads: one reads the change stream into a bounded queue (decoding overlaps with
 applying; the queue is the back-pressure), the calling thread batches, merges and
@@ -19,13 +19,12 @@ from __future__ import annotations
 import queue
 import threading
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from duosync.core.events import Heartbeat, RowChange, SchemaChange, Transaction
-from duosync.core.positions import BinlogPosition
-from duosync.endpoints.mysql.binlog import BinlogStream
+from duosync.core.interfaces import ChangeStream
+from duosync.core.positions import Position
 from duosync.migrate.ratelimit import RateLimiter
 from duosync.spec import TaskSpec
 from duosync.sync.applier import Applier
@@ -33,6 +32,7 @@ from duosync.sync.batch import Batch
 from duosync.sync.ddl import SchemaSync
 from duosync.sync.heartbeat import SourceHeartbeat
 from duosync.sync.mapping import Mapper
+from duosync.sync.streams import open_stream
 
 Say = Callable[[str], None]
 
@@ -56,21 +56,15 @@ class SyncStats:
     transactions: int = 0
     batches: int = 0
     lag: float | None = None
-    position: BinlogPosition | None = None
+    position: Position | None = None
     monitoring: bool = False
     started: float = field(default_factory=time.monotonic)
     lags: list[float] = field(default_factory=list)
 
 
-def replica_server_id(task: str) -> int:
-    """A server id for our binlog connection, stable per task, away from the small
-    ids servers usually have (two dumps with one id make the server drop one)."""
-    return 0x40000000 | (zlib.crc32(task.encode()) & 0x3FFFFFFF)
-
-
 def run_incremental(
     spec: TaskSpec,
-    start: BinlogPosition,
+    start: Position,
     incarnation: str,
     stop: threading.Event,
     say: Say,
@@ -91,11 +85,12 @@ def run_incremental(
         checkpoints = applier.prepare(start, incarnation)
         resume = min(checkpoints)
         replay_until = max(checkpoints)
-        say(f"incremental: reading the source binlog from {resume}")
+        stream = open_stream(spec, resume, mapper, say)
+        say(f"incremental: reading the source's changes from {resume}")
         schema = SchemaSync(spec, mapper, say)
         feed: queue.Queue[object] = queue.Queue(maxsize=512)
         reader = threading.Thread(
-            target=_read, args=(spec, resume, mapper, stop, feed), name="binlog", daemon=True
+            target=_read, args=(stream, stop, feed), name="changes", daemon=True
         )
         reader.start()
         beat = (
@@ -106,6 +101,7 @@ def run_incremental(
         try:
             _loop(
                 spec,
+                stream,
                 applier,
                 mapper,
                 schema,
@@ -121,6 +117,7 @@ def run_incremental(
         finally:
             stop.set()
             reader.join(timeout=10)
+            stream.close()
             if beat is not None:
                 beat.close()
     finally:
@@ -128,27 +125,15 @@ def run_incremental(
     return stats
 
 
-def _read(
-    spec: TaskSpec,
-    start: BinlogPosition,
-    mapper: Mapper,
-    stop: threading.Event,
-    feed: queue.Queue[object],
-) -> None:
+def _read(stream: ChangeStream, stop: threading.Event, feed: queue.Queue[object]) -> None:
     try:
-        with BinlogStream(
-            spec.source,
-            start,
-            server_id=replica_server_id(spec.name),
-            tables=mapper.selected,
-        ) as stream:
-            for item in stream.read(stop):
-                while not stop.is_set():
-                    try:
-                        feed.put(item, timeout=0.5)
-                        break
-                    except queue.Full:
-                        continue
+        for item in stream.read(stop):
+            while not stop.is_set():
+                try:
+                    feed.put(item, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
     except BaseException as exc:
         feed.put(exc)
     finally:
@@ -157,12 +142,13 @@ def _read(
 
 def _loop(
     spec: TaskSpec,
+    stream: ChangeStream,
     applier: Applier,
     mapper: Mapper,
     schema: SchemaSync,
     feed: queue.Queue[object],
-    checkpoints: list[BinlogPosition],
-    replay_until: BinlogPosition,
+    checkpoints: list[Position],
+    replay_until: Position,
     stop: threading.Event,
     say: Say,
     on_state: Callable[[str], None] | None,
@@ -178,14 +164,17 @@ def _loop(
     limiter = RateLimiter(spec.options.rate_rows_per_second, spec.options.rate_bytes_per_second)
     last_flush = time.monotonic()
     last_line = time.monotonic()
-    idle_position: BinlogPosition | None = None
+    idle_position: Position | None = None
 
     def flush(everyone: bool = False) -> None:
         nonlocal batch, last_flush
         if batch.last is None:
             return
         limiter.acquire(batch.rows, batch.nbytes)
-        applier.apply(batch, all_partitions=everyone)
+        for p in applier.apply(batch, all_partitions=everyone):
+            checkpoints[p] = batch.last
+        # What every partition holds may leave the source's change log.
+        stream.confirm(min(checkpoints))
         stats.rows += batch.rows
         stats.transactions += batch.transactions
         stats.batches += 1

@@ -15,7 +15,7 @@ import pymysql
 
 from duosync.config import Endpoint
 from duosync.core.events import Heartbeat, Op, RowChange, SchemaChange, Transaction
-from duosync.core.positions import BinlogPosition
+from duosync.core.positions import BinlogPosition, Position
 from duosync.endpoints.mysql.binlog import events as ev
 from duosync.endpoints.mysql.binlog.protocol import ReplicationConnection
 from duosync.endpoints.mysql.binlog.rows import (
@@ -123,6 +123,9 @@ class BinlogStream:
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+    def confirm(self, position: Position) -> None:
+        """Nothing to do: the server keeps (and expires) its binlog by itself."""
 
     def close(self) -> None:
         self._conn.close()

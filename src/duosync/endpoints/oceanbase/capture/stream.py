@@ -1,0 +1,389 @@
+"""``TriggerLogStream``: whole committed transactions from an OceanBase change log.
+
+Why commit order needs ``ORA_ROWSCN``: the log's ``seq`` is allocated when a row is
+written, long before its transaction commits; a reader that follows ``seq`` skips a
+transaction that allocated low numbers and committed after others (it would never
+look back). The commit version (``ORA_ROWSCN``) is what orders commits, and
+OceanBase's snapshot reads guarantee that a transaction not visible to a read
+commits with a version above that read's snapshot: so "everything after the last
+version we consumed" is complete at every read, which is what the page query asks.
+The price: the version is not indexable, each page scans the unpurged log, which
+is why consumed rows are purged continuously.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import pymysql
+from pymysql.connections import Connection
+
+from duosync.config import Endpoint
+from duosync.core.events import Heartbeat, Op, RowChange, Transaction
+from duosync.core.positions import Position, TriggerLogPosition
+from duosync.endpoints import open_inspector
+from duosync.endpoints.mysql.connection import connect, translate
+from duosync.endpoints.oceanbase.capture import consumers, log, triggers
+from duosync.endpoints.oceanbase.capture.values import Decoder, decoder
+from duosync.errors import DuosyncError, FatalError
+
+TableFilter = Callable[[str, str], bool]
+Say = Callable[[str], None]
+TableRef = tuple[str, str]
+
+_OPS = {"I": Op.INSERT, "U": Op.UPDATE, "D": Op.DELETE}
+_MAX_SEQ = (1 << 63) - 1
+_PAGE_SQL = (
+    "SELECT ORA_ROWSCN, tx, seq, db, tbl, ver, op, before_img, after_img"
+    f" FROM {log.CHANGELOG}"
+    " WHERE ORA_ROWSCN > %s OR (ORA_ROWSCN = %s AND (tx > %s OR (tx = %s AND seq > %s)))"
+    " ORDER BY ORA_ROWSCN, tx, seq LIMIT %s"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Version:
+    columns: tuple[str, ...]
+    decoders: tuple[Decoder, ...]
+
+
+@dataclass(slots=True)
+class _Entry:
+    """One decoded log row."""
+
+    table: TableRef
+    ver: int
+    change: RowChange
+
+
+class TriggerLogStream:
+    """Change stream of an OceanBase server, read from the trigger change log.
+
+    Contract (the same as ``BinlogStream`` where it applies):
+
+    - ``read`` yields whole committed transactions strictly after ``start``, in
+      commit-version order (transactions sharing a version: by transaction id).
+      ``Transaction.position`` is ``(commit version, transaction id)``: a stream
+      started there yields the next transaction only. ``id`` is OceanBase's
+      transaction id, ``origin`` 0, ``commit_ts`` the commit version in seconds.
+    - Rows of tables for which ``tables(db, table)`` is False are skipped; a
+      transaction left empty is yielded as a ``Heartbeat`` at its position. DDL is
+      not captured: when a captured table's columns change, its triggers are
+      refreshed and rows carry the columns they were written with (DML only).
+    - When idle, a ``Heartbeat`` every ``heartbeat_seconds``. ``read`` returns
+      within about ``poll_seconds`` once ``stop`` is set, between transactions.
+    - ``confirm(position)`` (any thread) says everything up to *position* is
+      durably applied: recorded as this consumer's progress on the source, and log
+      rows every consumer is past are purged.
+    - Tables created later in *databases* that ``tables`` selects are captured from
+      when they are seen (rows written before their triggers exist are missed).
+
+    One reader thread. Memory: a transaction is held whole before it is yielded.
+    """
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        start: TriggerLogPosition,
+        *,
+        consumer: str,
+        tables: TableFilter | None = None,
+        databases: Sequence[str] = (),
+        say: Say | None = None,
+        heartbeat_seconds: float = 1.0,
+        poll_seconds: float = 0.05,
+        page_rows: int = 10000,
+        watch_seconds: float = 1.0,
+        purge_seconds: float = 2.0,
+        warn_rows: int = 1_000_000,
+    ) -> None:
+        self.endpoint = endpoint
+        #: where the next ``read`` starts: after the last item yielded
+        self.position = start
+        self.consumer = consumer
+        self._filter = tables
+        self._databases = tuple(databases)
+        self._say = say or (lambda _line: None)
+        self._heartbeat = heartbeat_seconds
+        self._poll = poll_seconds
+        self._page = page_rows
+        self._watch_every = watch_seconds
+        self._purge_every = purge_seconds
+        self.warn_rows = warn_rows
+        self._versions: dict[tuple[str, str, int], _Version] = {}
+        self._confirmed: TriggerLogPosition | None = None
+        self._recorded: TriggerLogPosition | None = None
+        self._lock = threading.Lock()
+        self._next_watch = 0.0
+        self._next_purge = 0.0
+        self._warned = False
+        #: tables this consumer captures, with their column signature
+        self._captured: dict[TableRef, str] = {}
+        self._conn: Connection[Any] = connect(endpoint)
+        try:
+            with self._conn.cursor() as cur:
+                self._load_captured(cur)
+        except pymysql.err.MySQLError as exc:
+            self._conn.close()
+            raise translate(exc, endpoint) from None
+
+    def __enter__(self) -> TriggerLogStream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def confirm(self, position: Position) -> None:
+        assert isinstance(position, TriggerLogPosition)
+        with self._lock:
+            if self._confirmed is None or self._confirmed < position:
+                self._confirmed = position
+
+    def read(self, stop: threading.Event) -> Iterator[Transaction | Heartbeat]:
+        last_beat = time.monotonic()
+        while not stop.is_set():
+            moved = False
+            try:
+                self._maintain()
+                for item in self._read_available():
+                    assert isinstance(item.position, TriggerLogPosition)
+                    moved = True
+                    self.position = item.position
+                    yield item
+                    if stop.is_set():
+                        return
+            except pymysql.err.MySQLError as exc:
+                error = translate(exc, self.endpoint)
+                error.position = str(self.position)
+                raise error from None
+            now = time.monotonic()
+            if moved:
+                last_beat = now
+                continue
+            if now - last_beat >= self._heartbeat:
+                last_beat = now
+                yield Heartbeat(self.position, time.time())
+            stop.wait(self._poll)
+
+    # -- reading --------------------------------------------------------------
+
+    def _read_available(self) -> Iterator[Transaction | Heartbeat]:
+        """Every transaction committed after ``position`` and visible now.
+
+        Pages of ``page_rows`` continue after the last row read; a transaction is
+        complete when a later transaction's row follows it or the log ends (all its
+        rows became visible at once, at its commit)."""
+        scn, tx, seq = self.position.scn, self.position.tx, _MAX_SEQ
+        key: tuple[int, int] | None = None
+        rows: list[tuple[Any, ...]] = []
+        with self._conn.cursor() as cur:
+            while True:
+                cur.execute(_PAGE_SQL, (scn, scn, tx, tx, seq, self._page))
+                page = cur.fetchall()
+                for row in page:
+                    row_key = (int(row[0]), int(row[1]))
+                    if key is not None and row_key != key:
+                        yield self._transaction(cur, key, rows)
+                        rows = []
+                    key = row_key
+                    rows.append(row)
+                if len(page) < self._page:
+                    break
+                scn, tx, seq = int(page[-1][0]), int(page[-1][1]), int(page[-1][2])
+            if key is not None and rows:
+                yield self._transaction(cur, key, rows)
+
+    def _transaction(
+        self, cur: Any, key: tuple[int, int], rows: list[tuple[Any, ...]]
+    ) -> Transaction | Heartbeat:
+        position = TriggerLogPosition(scn=key[0], tx=key[1])
+        commit_ts = key[0] / 1e9
+        entries: list[_Entry] = []
+        for _, _, _, db, tbl, ver, op, before, after in rows:
+            ref = (str(db), str(tbl))
+            if self._filter is not None and not self._filter(*ref):
+                continue
+            version = self._version(cur, ref, int(ver))
+            change = RowChange(
+                _OPS[str(op)],
+                ref[0],
+                ref[1],
+                version.columns,
+                _decode(version, before),
+                _decode(version, after),
+            )
+            entry = _Entry(ref, int(ver), change)
+            if entries and _same_write(entries[-1], entry):
+                continue
+            entries.append(entry)
+        if not entries:
+            return Heartbeat(position, commit_ts)
+        return Transaction(str(key[1]), 0, commit_ts, position, tuple(e.change for e in entries))
+
+    def _version(self, cur: Any, ref: TableRef, ver: int) -> _Version:
+        got = self._versions.get((*ref, ver))
+        if got is None:
+            try:
+                columns = triggers.version_columns(cur, ref[0], ref[1], ver)
+            except KeyError:
+                raise FatalError(
+                    f"the change log names version {ver} of {ref[0]}.{ref[1]}, which is"
+                    f" not in {log.VERSIONS}",
+                    endpoint=self.endpoint.display,
+                    hint="the oms capture tables were changed by hand; reinstall capture",
+                ) from None
+            got = _Version(tuple(c.name for c in columns), tuple(decoder(c) for c in columns))
+            self._versions[(*ref, ver)] = got
+        return got
+
+    # -- upkeep: DDL watch, new tables, progress, purge ------------------------
+
+    def _load_captured(self, cur: Any) -> None:
+        cur.execute(f"SELECT tables FROM {log.CONSUMERS} WHERE consumer = %s", (self.consumer,))
+        row = cur.fetchone()
+        if row is None:
+            raise FatalError(
+                f"no change capture is installed for task {self.consumer}",
+                endpoint=self.endpoint.display,
+                hint="run the task again: its start installs capture",
+            )
+        refs = [(str(r[0]), str(r[1])) for r in json.loads(row[0])]
+        cur.execute(
+            f"SELECT db, tbl, signature FROM {log.VERSIONS} v WHERE ver ="
+            f" (SELECT MAX(ver) FROM {log.VERSIONS} w WHERE w.db = v.db AND w.tbl = v.tbl)"
+        )
+        latest = {(str(r[0]), str(r[1])): str(r[2]) for r in cur.fetchall()}
+        self._captured = {ref: latest.get(ref, "") for ref in refs}
+
+    def _maintain(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_watch:
+            self._next_watch = now + self._watch_every
+            with self._conn.cursor() as cur:
+                self._watch(cur)
+        if now >= self._next_purge:
+            self._next_purge = now + self._purge_every
+            with self._conn.cursor() as cur:
+                self._purge(cur)
+
+    def _watch(self, cur: Any) -> None:
+        """Refresh the triggers of tables whose columns changed; capture new tables
+        the selection matches; note dropped ones."""
+        wanted = set(self._captured)
+        if self._databases:
+            marks = ", ".join(["%s"] * len(self._databases))
+            cur.execute(
+                "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES"
+                f" WHERE TABLE_SCHEMA IN ({marks}) AND TABLE_TYPE = 'BASE TABLE'",
+                self._databases,
+            )
+            for db, tbl in cur.fetchall():
+                ref = (str(db), str(tbl))
+                if self._filter is None or self._filter(*ref):
+                    wanted.add(ref)
+        now = triggers.signatures(cur, wanted)
+        changed = False
+        for ref in sorted(wanted):
+            old = self._captured.get(ref)
+            new = now.get(ref)
+            if new is None:
+                if old is not None:
+                    self._say(
+                        f"capture: {ref[0]}.{ref[1]} was dropped on the source; its changes stop"
+                    )
+                    del self._captured[ref]
+                    changed = True
+            elif new != old:
+                self._install(cur, ref, new)
+                what = (
+                    "captured from now on" if old is None else "columns changed: triggers refreshed"
+                )
+                self._say(
+                    f"capture: {ref[0]}.{ref[1]} {what} (DDL itself is not synced from OceanBase)"
+                )
+                self._captured[ref] = new
+                changed = True
+        if changed:
+            consumers.set_tables(cur, self.consumer, sorted(self._captured))
+
+    def _install(self, cur: Any, ref: TableRef, signature: str) -> None:
+        with open_inspector(self.endpoint) as insp:
+            table = insp.catalog([ref[0]]).database(ref[0]).table(ref[1])
+        try:
+            triggers.check_supported([table])
+        except DuosyncError as exc:
+            exc.endpoint = self.endpoint.display
+            raise
+        triggers.install_table(cur, table, signature)
+
+    def _purge(self, cur: Any) -> None:
+        with self._lock:
+            confirmed = self._confirmed
+        if confirmed is not None and confirmed != self._recorded:
+            consumers.confirm(cur, self.consumer, confirmed)
+            self._recorded = confirmed
+        cur.execute(f"SELECT MIN(scn) FROM {log.CONSUMERS}")
+        floor = cur.fetchone()[0]
+        if floor is not None:
+            # Strictly below: rows of the floor's own version may be unconsumed.
+            while (
+                cur.execute(
+                    f"DELETE FROM {log.CHANGELOG} WHERE ORA_ROWSCN < %s LIMIT 10000", (int(floor),)
+                )
+                == 10000
+            ):
+                pass
+        cur.execute(f"SELECT COUNT(*) FROM {log.CHANGELOG}")
+        count = int(cur.fetchone()[0])
+        if count > self.warn_rows and not self._warned:
+            cur.execute(f"SELECT consumer, scn FROM {log.CONSUMERS} ORDER BY scn LIMIT 1")
+            slowest = cur.fetchone()
+            behind = max(0.0, time.time() - int(slowest[1]) / 1e9) if slowest else 0.0
+            self._say(
+                f"warning: the OceanBase change log holds {count} rows (over {self.warn_rows});"
+                f" the slowest consumer, task {slowest[0] if slowest else '?'}, is {behind:.0f}s"
+                " behind: run it, or remove its capture with `duosync capture remove`"
+            )
+            self._warned = True
+        elif count <= self.warn_rows:
+            self._warned = False
+
+
+def _decode(version: _Version, image: Any) -> tuple[Any, ...] | None:
+    if image is None:
+        return None
+    values = json.loads(image)
+    return tuple(dec(v) for dec, v in zip(version.decoders, values, strict=True))
+
+
+def _same_write(prev: _Entry, entry: _Entry) -> bool:
+    """Whether *entry* is the second record of one row write, made by the triggers
+    of a newer version while a refresh had both versions installed: consecutive,
+    same table and operation, a newer version, and equal on the shared columns."""
+    if prev.table != entry.table or prev.change.op != entry.change.op or entry.ver <= prev.ver:
+        return False
+    a, b = prev.change, entry.change
+    shared = [c for c in a.columns if c in b.columns]
+    for image_a, image_b in ((a.before, b.before), (a.after, b.after)):
+        if (image_a is None) != (image_b is None):
+            return False
+        if image_a is not None and image_b is not None:
+            va = dict(zip(a.columns, image_a, strict=True))
+            vb = dict(zip(b.columns, image_b, strict=True))
+            if any(va[c] != vb[c] for c in shared):
+                return False
+    return True

@@ -1,0 +1,45 @@
+"""Which change stream feeds a task: the source's binlog, or OceanBase's trigger log.
+
+The kind of the start position decides, and it was chosen when the task first
+started (``service.migration``): a MySQL/MariaDB source gives binlog positions, an
+OceanBase source trigger-log positions.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+
+from duosync.core.interfaces import ChangeStream
+from duosync.core.positions import BinlogPosition, Position
+from duosync.endpoints import open_inspector
+from duosync.endpoints.mysql.binlog import BinlogStream
+from duosync.endpoints.oceanbase.capture import TriggerLogStream
+from duosync.spec import TaskSpec
+from duosync.sync.mapping import Mapper
+
+
+def replica_server_id(task: str) -> int:
+    """A server id for our binlog connection, stable per task, away from the small
+    ids servers usually have (two dumps with one id make the server drop one)."""
+    return 0x40000000 | (zlib.crc32(task.encode()) & 0x3FFFFFFF)
+
+
+def open_stream(
+    spec: TaskSpec, start: Position, mapper: Mapper, say: Callable[[str], None]
+) -> ChangeStream:
+    if isinstance(start, BinlogPosition):
+        return BinlogStream(
+            spec.source, start, server_id=replica_server_id(spec.name), tables=mapper.selected
+        )
+    with open_inspector(spec.source) as insp:
+        # Watched for new tables that a database or rule selection matches.
+        databases = spec.select.candidate_databases(insp.list_databases())
+    return TriggerLogStream(
+        spec.source,
+        start,
+        consumer=spec.name,
+        tables=mapper.selected,
+        databases=databases,
+        say=say,
+    )
