@@ -108,6 +108,8 @@ def remove(endpoint: Endpoint, consumer: str) -> list[TableRef]:
             cur.execute(f"DELETE FROM {log.CONSUMERS} WHERE consumer = %s", (consumer,))
             if not others:
                 log.drop_tables(cur)
+            else:
+                log.purge(cur)  # what only this consumer still needed
             return dropped
     except pymysql.err.MySQLError as exc:
         raise _error(exc, endpoint) from None

@@ -39,12 +39,21 @@ TableRef = tuple[str, str]
 
 _OPS = {"I": Op.INSERT, "U": Op.UPDATE, "D": Op.DELETE}
 _MAX_SEQ = (1 << 63) - 1
-_PAGE_SQL = (
-    "SELECT ORA_ROWSCN, tx, seq, db, tbl, ver, op, before_img, after_img"
-    f" FROM {log.CHANGELOG}"
+# The order is found on the narrow key columns (the commit version cannot be
+# indexed, so this scans the unpurged log); the images are then fetched by primary
+# key. Sorting whole rows page after page made a large backlog cost quadratic time.
+_KEYS_SQL = (
+    f"SELECT ORA_ROWSCN, tx, seq FROM {log.CHANGELOG}"
     " WHERE ORA_ROWSCN > %s OR (ORA_ROWSCN = %s AND (tx > %s OR (tx = %s AND seq > %s)))"
     " ORDER BY ORA_ROWSCN, tx, seq LIMIT %s"
 )
+_IMAGES_SQL = (
+    f"SELECT seq, db, tbl, ver, op, before_img, after_img FROM {log.CHANGELOG} WHERE seq IN "
+)
+#: seconds between counts of the log's rows (a full scan) for the size warning
+_COUNT_SECONDS = 30.0
+#: log rows fetched per image query
+_IMAGE_BATCH = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +107,7 @@ class TriggerLogStream:
         say: Say | None = None,
         heartbeat_seconds: float = 1.0,
         poll_seconds: float = 0.05,
-        page_rows: int = 10000,
+        page_rows: int = 100_000,
         watch_seconds: float = 1.0,
         purge_seconds: float = 2.0,
         warn_rows: int = 1_000_000,
@@ -123,6 +132,8 @@ class TriggerLogStream:
         self._next_watch = 0.0
         self._next_purge = 0.0
         self._warned = False
+        self._floor: int | None = None
+        self._next_count = 0.0
         #: tables this consumer captures, with their column signature
         self._captured: dict[TableRef, str] = {}
         self._conn: Connection[Any] = connect(endpoint)
@@ -184,28 +195,37 @@ class TriggerLogStream:
     def _read_available(self) -> Iterator[Transaction | Heartbeat]:
         """Every transaction committed after ``position`` and visible now.
 
-        Pages of ``page_rows`` continue after the last row read; a transaction is
-        complete when a later transaction's row follows it or the log ends (all its
-        rows became visible at once, at its commit)."""
+        Pages of ``page_rows`` keys continue after the last row read; a transaction
+        is complete when a later transaction's row follows it or the log ends (all
+        its rows became visible at once, at its commit). Rows not yet consumed are
+        never purged (every consumer's floor is at or below its position), so the
+        images are still there when fetched by key."""
         scn, tx, seq = self.position.scn, self.position.tx, _MAX_SEQ
         key: tuple[int, int] | None = None
         rows: list[tuple[Any, ...]] = []
         with self._conn.cursor() as cur:
             while True:
-                cur.execute(_PAGE_SQL, (scn, scn, tx, tx, seq, self._page))
-                page = cur.fetchall()
-                for row in page:
-                    row_key = (int(row[0]), int(row[1]))
-                    if key is not None and row_key != key:
-                        yield self._transaction(cur, key, rows)
-                        rows = []
-                    key = row_key
-                    rows.append(row)
-                if len(page) < self._page:
+                cur.execute(_KEYS_SQL, (scn, scn, tx, tx, seq, self._page))
+                keys = cur.fetchall()
+                for start in range(0, len(keys), _IMAGE_BATCH):
+                    part = keys[start : start + _IMAGE_BATCH]
+                    images = self._images(cur, [int(k[2]) for k in part])
+                    for k in part:
+                        row_key = (int(k[0]), int(k[1]))
+                        if key is not None and row_key != key:
+                            yield self._transaction(cur, key, rows)
+                            rows = []
+                        key = row_key
+                        rows.append(images[int(k[2])])
+                if len(keys) < self._page:
                     break
-                scn, tx, seq = int(page[-1][0]), int(page[-1][1]), int(page[-1][2])
+                scn, tx, seq = int(keys[-1][0]), int(keys[-1][1]), int(keys[-1][2])
             if key is not None and rows:
                 yield self._transaction(cur, key, rows)
+
+    def _images(self, cur: Any, seqs: list[int]) -> dict[int, tuple[Any, ...]]:
+        cur.execute(_IMAGES_SQL + "(" + ", ".join(["%s"] * len(seqs)) + ")", seqs)
+        return {int(r[0]): r for r in cur.fetchall()}
 
     def _transaction(
         self, cur: Any, key: tuple[int, int], rows: list[tuple[Any, ...]]
@@ -213,7 +233,7 @@ class TriggerLogStream:
         position = TriggerLogPosition(scn=key[0], tx=key[1])
         commit_ts = key[0] / 1e9
         entries: list[_Entry] = []
-        for _, _, _, db, tbl, ver, op, before, after in rows:
+        for _, db, tbl, ver, op, before, after in rows:
             ref = (str(db), str(tbl))
             if self._filter is not None and not self._filter(*ref):
                 continue
@@ -336,17 +356,13 @@ class TriggerLogStream:
         if confirmed is not None and confirmed != self._recorded:
             consumers.confirm(cur, self.consumer, confirmed)
             self._recorded = confirmed
-        cur.execute(f"SELECT MIN(scn) FROM {log.CONSUMERS}")
-        floor = cur.fetchone()[0]
+        floor = log.purge(cur, self._floor)
         if floor is not None:
-            # Strictly below: rows of the floor's own version may be unconsumed.
-            while (
-                cur.execute(
-                    f"DELETE FROM {log.CHANGELOG} WHERE ORA_ROWSCN < %s LIMIT 10000", (int(floor),)
-                )
-                == 10000
-            ):
-                pass
+            self._floor = floor
+        now = time.monotonic()
+        if now < self._next_count:
+            return
+        self._next_count = now + _COUNT_SECONDS
         cur.execute(f"SELECT COUNT(*) FROM {log.CHANGELOG}")
         count = int(cur.fetchone()[0])
         if count > self.warn_rows and not self._warned:
