@@ -28,7 +28,8 @@ from duosync.endpoints.oceanbase.capture import log
 from duosync.endpoints.oceanbase.capture.values import UnsupportedColumn, value_expr
 from duosync.errors import ConfigError
 
-_OPS = (("i", "INSERT", "I"), ("u", "UPDATE", "U"), ("d", "DELETE", "D"))
+#: (trigger name suffix, event)
+_OPS = (("i", "INSERT"), ("u", "UPDATE"), ("d", "DELETE"))
 _PREFIX = "duosync_"
 
 TableRef = tuple[str, str]
@@ -82,7 +83,7 @@ def install_table(cur: Any, table: Table, signature: str) -> int:
     have = _our_triggers(cur, db, name)
     # OceanBase wants a current database for CREATE TRIGGER, even a qualified one.
     cur.execute(f"USE {quote_ident(db)}")
-    for short, event, _ in _OPS:
+    for short, event in _OPS:
         trig = trigger_name(db, name, ver, short)
         if trig not in have:
             cur.execute(_create_sql(table, ver, trig, event))
@@ -136,7 +137,7 @@ def _image(table: Table, row: str) -> str:
 
 
 def _create_sql(table: Table, ver: int, trig: str, event: str) -> str:
-    op = {"INSERT": "I", "UPDATE": "U", "DELETE": "D"}[event]
+    op = event[0]  # the log's op code: I, U, D
     before = _image(table, "OLD") if event != "INSERT" else "NULL"
     after = _image(table, "NEW") if event != "DELETE" else "NULL"
     # Identifiers and the table's name as a value are DDL text (no binding there).
