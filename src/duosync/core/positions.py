@@ -7,6 +7,7 @@ never meet in one task, and comparing them raises ``TypeError``.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Any, Literal
 
@@ -94,12 +95,7 @@ _ADAPTER: TypeAdapter[Position] = TypeAdapter(
 def position_from(data: dict[str, Any] | str) -> Position:
     """A position from its ``model_dump()`` dict or JSON text (older stored binlog
     positions have no ``kind``)."""
-    if isinstance(data, str):
-        return (
-            _ADAPTER.validate_json(data)
-            if '"kind"' in data
-            else BinlogPosition.model_validate_json(data)
-        )
-    if "kind" not in data:
-        return BinlogPosition(**data)
-    return _ADAPTER.validate_python(data)
+    fields = json.loads(data) if isinstance(data, str) else data
+    if "kind" not in fields:
+        return BinlogPosition(**fields)
+    return _ADAPTER.validate_python(fields)

@@ -83,11 +83,13 @@ def purge(cur: Any, done: int | None = None) -> int | None:
     """Delete the log rows every consumer is past; return the floor used (None with
     no consumer). Skipped when the floor is still *done* (the last one purged)."""
     cur.execute(f"SELECT MIN(scn) FROM {CONSUMERS}")
-    floor = cur.fetchone()[0]
-    if floor is None or int(floor) == done:
-        return None if floor is None else int(floor)
-    # Strictly below: rows of the floor's own commit version may be unconsumed. In
-    # slices, so that no delete becomes a huge transaction.
-    while cur.execute(f"DELETE FROM {CHANGELOG} WHERE ORA_ROWSCN < %s LIMIT 10000", (int(floor),)):
-        pass
-    return int(floor)
+    found = cur.fetchone()[0]
+    if found is None:
+        return None
+    floor = int(found)
+    if floor != done:
+        # Strictly below: rows of the floor's own commit version may be unconsumed.
+        # In slices, so that no delete becomes a huge transaction.
+        while cur.execute(f"DELETE FROM {CHANGELOG} WHERE ORA_ROWSCN < %s LIMIT 10000", (floor,)):
+            pass
+    return floor

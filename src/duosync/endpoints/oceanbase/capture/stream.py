@@ -356,9 +356,7 @@ class TriggerLogStream:
         if confirmed is not None and confirmed != self._recorded:
             consumers.confirm(cur, self.consumer, confirmed)
             self._recorded = confirmed
-        floor = log.purge(cur, self._floor)
-        if floor is not None:
-            self._floor = floor
+        self._floor = log.purge(cur, self._floor)
         now = time.monotonic()
         if now < self._next_count:
             return
