@@ -273,6 +273,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=100_000, help="rows in the table")
     parser.add_argument("--changes", type=int, default=200_000, help="row changes to decode")
     parser.add_argument("--no-e2e", action="store_true", help="only the decode comparison")
+    parser.add_argument(
+        "--conflict",
+        choices=("ignore", "overwrite"),
+        default=None,
+        help="part (b) with this conflict policy (checked apply) instead of idempotent apply",
+    )
     args = parser.parse_args(argv)
     if args.rows < 1000 or args.changes < 1:
         parser.error("--rows: at least 1000; --changes: at least 1")
@@ -295,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     say(f"part (b): no {target} in the sandbox, skipped")
                     continue
                 kind = "oceanbase" if target.startswith("oceanbase") else "mariadb"
-                result = end_to_end(kind, urls[SOURCE_SERVER], urls[target])
+                result = end_to_end(kind, urls[SOURCE_SERVER], urls[target], conflict=args.conflict)
                 print(result.line(), flush=True)
     except (BenchError, DuosyncError, pymysql.MySQLError) as exc:
         print(f"bench failed: {exc}", file=sys.stderr)

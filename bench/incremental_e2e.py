@@ -18,6 +18,7 @@ Both phases end with the source and target tables compared row for row.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import statistics
@@ -120,13 +121,14 @@ def _has_ckpt(port: int) -> bool:
         conn.close()
 
 
-def _spec(path: Path, source_url: str, target_url: str) -> Path:
+def _spec(path: Path, source_url: str, target_url: str, conflict: str | None) -> Path:
+    policy = f", conflict: {conflict}" if conflict else ""
     path.write_text(
         f"name: {TASK}\nsource: {source_url}\ntarget: {target_url}\n"
         "types: [schema, full, incremental]\n"
         f"select: {{databases: [{SRC_DB}]}}\n"
         f"rename: {{databases: {{{SRC_DB}: {DST_DB}}}}}\n"
-        "options: {write_concurrency: 4}\n"
+        f"options: {{write_concurrency: 4{policy}}}\n"
     )
     return path
 
@@ -164,13 +166,12 @@ def _applied(port: int) -> tuple[str, int] | None:
     conn = _conn(port)
     try:
         with conn.cursor() as cur:
-            cur.execute(
-                "SELECT file, pos FROM oms.duosync_checkpoint WHERE task = %s"
-                " ORDER BY file DESC, pos DESC LIMIT 1",
-                (TASK,),
-            )
-            row = cur.fetchone()
-            return (str(row[0]), int(row[1])) if row else None
+            # The checkpoint is a JSON position (kind binlog: file, offset).
+            cur.execute("SELECT position FROM oms.duosync_checkpoint WHERE task = %s", (TASK,))
+            positions = [json.loads(r[0]) for r in cur.fetchall()]
+            if not positions:
+                return None
+            return max((str(p["file"]), int(p["offset"])) for p in positions)
     except pymysql.err.MySQLError:
         return None
     finally:
@@ -282,13 +283,14 @@ def end_to_end(
     table_rows: int = 100_000,
     backlog_rows: int = 200_000,
     load_seconds: float = 20.0,
+    conflict: str | None = None,
 ) -> E2EResult:
     src_port = int(source_url.rsplit(":", 1)[1])
     dst_port = int(target_url.rsplit(":", 1)[1])
     _prepare(src_port, dst_port, table_rows)
     with tempfile.TemporaryDirectory(prefix="duosync-e2e-") as tmp:
         work = Path(tmp)
-        spec = _spec(work / "task.yaml", source_url, target_url)
+        spec = _spec(work / "task.yaml", source_url, target_url, conflict)
         log = work / "duosync.log"
         proc = _start(spec, work / "home", log)
         # Let schema + full + catch-up finish, then stop: the backlog goes in while

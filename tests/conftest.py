@@ -23,15 +23,22 @@ from tests.helpers import run_sql
 
 
 @pytest.fixture(scope="session")
-def sandbox_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Endpoint]]:
+def sandbox_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """The session's sandbox, its servers up."""
     reuse = os.environ.get("DUOSYNC_TEST_SANDBOX")
     box = Sandbox(Path(reuse) if reuse else tmp_path_factory.mktemp("sandbox"))
-    statuses: list[ServerStatus] = box.up(timeout=240)
+    box.up(timeout=240)
     try:
-        yield {s.name: Endpoint.from_url(s.url) for s in statuses}
+        yield box
     finally:
         if not reuse:
             box.down(purge=True)
+
+
+@pytest.fixture(scope="session")
+def sandbox_servers(sandbox_box: Sandbox) -> dict[str, Endpoint]:
+    statuses: list[ServerStatus] = sandbox_box.status()
+    return {s.name: Endpoint.from_url(s.url) for s in statuses}
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,9 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from duosync.spec import TaskSpec
 
 DEFAULT_HOME = "~/.duosync"
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 class Context:
@@ -165,6 +167,18 @@ def sandbox_down(ctx: Context, directory: Path | None, purge: bool) -> None:
     click.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
+def spec_option(help: str) -> Callable[[_F], _F]:
+    """The ``-f/--file`` task spec option, with its own help line."""
+    return click.option(
+        "-f",
+        "--file",
+        "spec_file",
+        required=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help=help,
+    )
+
+
 # -- inspect ---------------------------------------------------------------------------
 
 
@@ -198,14 +212,7 @@ def inspect(url: str, databases: tuple[str, ...], password_env: str | None, as_j
 
 
 @cli.command()
-@click.option(
-    "-f",
-    "--file",
-    "spec_file",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Task spec (YAML); see examples/.",
-)
+@spec_option("Task spec (YAML); see examples/.")
 @click.pass_obj
 def migrate(ctx: Context, spec_file: Path) -> None:
     """Run a task: schema, full migration, then incremental sync until stopped (Ctrl-C).
@@ -213,21 +220,11 @@ def migrate(ctx: Context, spec_file: Path) -> None:
     Rerun to resume where it stopped."""
     from duosync.service.migration import run_migration
     from duosync.service.store import MetadataStore
-    from duosync.spec import MigrationType, load_spec
+    from duosync.spec import MigrationType
+    from duosync.specfile import load_spec
 
     spec = load_spec(spec_file)
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        # First Ctrl-C: finish the batch in flight, checkpoint, return. The copy and
-        # schema phases stop at their next chunk (KeyboardInterrupt) as before.
-        if stop.is_set() or MigrationType.INCREMENTAL not in spec.types:
-            raise KeyboardInterrupt
-        click.echo("stopping at the next checkpoint (Ctrl-C again to abort)", err=True)
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    stop = _stop_on_signals(MigrationType.INCREMENTAL in spec.types)
     with MetadataStore.in_home(ctx.home) as st:
         report = run_migration(spec, st, stop=stop)
     click.echo(
@@ -239,8 +236,118 @@ def migrate(ctx: Context, spec_file: Path) -> None:
             if report.synced_rows is not None
             else ""
         )
+        + (f" {report.sync_conflicts} conflicts recorded," if report.sync_conflicts else "")
         + f" {report.seconds:.1f}s"
     )
+
+
+def _stop_on_signals(graceful: bool) -> threading.Event:
+    """An event set by the first Ctrl-C or SIGTERM: the incremental phase then
+    applies the batch in flight, checkpoints and returns. A second signal, or one
+    during the copy and schema phases (*graceful* False), aborts; those phases stop
+    at their next chunk and resume from there."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if stop.is_set() or not graceful:
+            raise KeyboardInterrupt
+        click.echo("stopping at the next checkpoint (Ctrl-C again to abort)", err=True)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    return stop
+
+
+# -- two-way sync ---------------------------------------------------------------------
+
+
+@cli.command()
+@dir_option
+@click.option(
+    "--seconds",
+    type=click.FloatRange(1, 3600),
+    default=20,
+    show_default=True,
+    help="How long to write both sides.",
+)
+@click.pass_obj
+def demo(ctx: Context, directory: Path | None, seconds: float) -> None:
+    """Two-way sync on the local sandbox: MariaDB <-> OceanBase, both sides written
+    at once, then both sides compared row by row."""
+    from duosync.service.demo import run_demo
+
+    box = directory if directory is not None else ctx.home / "sandbox"
+    result = run_demo(ctx.home, box, seconds, _stderr_line)
+    rows = ", ".join(f"{t} {n}" for t, n in result.rows.items())
+    writes = ", ".join(f"{side} {n}" for side, n in result.writes.items())
+    verdict = "both sides are equal" if result.equal else "the two sides DIFFER"
+    click.echo(
+        f"demo: {verdict} ({rows} rows). Transactions written: {writes}. Forward task:"
+        f" {result.forward.rows} row changes applied, reverse task: {result.reverse.rows};"
+        f" {result.forward.echoes + result.reverse.echoes} echoed transactions dropped,"
+        f" {result.forward.conflicts + result.reverse.conflicts} conflicts."
+        f" {result.seconds:.0f}s in all. The sandbox keeps running: duosync sandbox down"
+    )
+    if not result.equal:
+        sys.exit(1)
+
+
+@cli.command()
+@spec_option("The forward task's spec (topology: two-way).")
+@click.pass_obj
+def reverse(ctx: Context, spec_file: Path) -> None:
+    """Run the reverse task of a two-way sync until stopped (Ctrl-C).
+
+    It starts only while the forward task (duosync migrate -f FILE) is in
+    incremental sync and monitoring; its objects are the forward task's, renames
+    inverted. Rerun to resume."""
+    from duosync.service.store import MetadataStore
+    from duosync.service.twoway import run_reverse
+    from duosync.specfile import load_spec
+
+    spec = load_spec(spec_file)
+    stop = _stop_on_signals(True)
+    started = time.monotonic()
+    with MetadataStore.in_home(ctx.home) as st:
+        stats = run_reverse(spec, st, _stderr_line, stop)
+    click.echo(
+        f"task {spec.reverse_name}: {stats.rows} row changes synced, {stats.conflicts}"
+        f" conflicts recorded, {stats.echoes} transactions of {spec.name} dropped (loop"
+        f" guard), {time.monotonic() - started:.1f}s"
+    )
+
+
+def _stderr_line(line: str) -> None:
+    click.echo(line, err=True)
+
+
+@cli.command()
+@click.argument("task")
+@click.option(
+    "-f",
+    "--file",
+    "spec_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The task's spec (for its endpoints' passwords; default: the stored spec).",
+)
+@click.option("--limit", type=click.IntRange(1, 100000), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, with every image.")
+@click.pass_obj
+def conflicts(ctx: Context, task: str, spec_file: Path | None, limit: int, as_json: bool) -> None:
+    """List the conflicts TASK recorded: changes it could not apply as written.
+
+    TASK is a task name; a two-way sync's reverse task is NAME.reverse."""
+    from duosync.service.conflicts import task_conflicts
+    from duosync.service.store import MetadataStore
+
+    with MetadataStore.in_home(ctx.home) as st:
+        got = task_conflicts(st, task, spec_file, limit=limit)
+    if as_json:
+        click.echo(json.dumps(got.as_json(), indent=2, default=str))
+        return
+    click.echo(got.render())
 
 
 # -- OceanBase change capture ---------------------------------------------------------
@@ -249,16 +356,6 @@ def migrate(ctx: Context, spec_file: Path) -> None:
 @cli.group()
 def capture() -> None:
     """The trigger change capture an OceanBase source task installs."""
-
-
-_SPEC_OPTION = click.option(
-    "-f",
-    "--file",
-    "spec_file",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Task spec (YAML) whose source to look at.",
-)
 
 
 def _oceanbase_source(spec: TaskSpec) -> TaskSpec:
@@ -272,11 +369,11 @@ def _oceanbase_source(spec: TaskSpec) -> TaskSpec:
 
 
 @capture.command("status")
-@_SPEC_OPTION
+@spec_option("Task spec (YAML) whose source to look at.")
 def capture_status(spec_file: Path) -> None:
     """Consumers, their positions and the change log's size on the task's source."""
     from duosync.endpoints.oceanbase.capture import status
-    from duosync.spec import load_spec
+    from duosync.specfile import load_spec
 
     spec = _oceanbase_source(load_spec(spec_file))
     got = status(spec.source)
@@ -293,17 +390,168 @@ def capture_status(spec_file: Path) -> None:
 
 
 @capture.command("remove")
-@_SPEC_OPTION
+@spec_option("Task spec (YAML) whose source to look at.")
 def capture_remove(spec_file: Path) -> None:
     """Remove the task's capture: its triggers (unless another task needs them) and,
     with the last task, the change log. Incremental sync of the task cannot resume
     afterwards."""
     from duosync.endpoints.oceanbase.capture import remove
-    from duosync.spec import load_spec
+    from duosync.specfile import load_spec
 
     spec = _oceanbase_source(load_spec(spec_file))
     dropped = remove(spec.source, spec.name)
     click.echo(f"task {spec.name}: capture removed, triggers dropped on {len(dropped)} tables")
+
+
+# -- verify ----------------------------------------------------------------------------
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import TextIO
+
+    from duosync.verify import VerifyReport
+    from duosync.verify.fix import Statement
+
+
+@cli.command()
+@spec_option("Task spec (YAML) whose source and target to compare.")
+@click.option(
+    "--max-keys",
+    type=click.IntRange(min=0),
+    default=20,
+    show_default=True,
+    help="Keys listed per table and kind (counts are always exact).",
+)
+@click.option(
+    "--chunk-rows",
+    type=click.IntRange(100, 1_000_000),
+    default=None,
+    help="Rows per checksum chunk (default: the spec's chunk_rows).",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Chunks compared at once (default: the spec's read_concurrency).",
+)
+@click.option(
+    "--no-recheck", is_flag=True, help="Do not recheck differing rows while the task's sync runs."
+)
+@click.option("--fix", is_flag=True, help="Produce the statements that make the target equal.")
+@click.option(
+    "--sql",
+    "sql_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the statements to this file (implies --fix).",
+)
+@click.option(
+    "--apply",
+    "apply_fix",
+    is_flag=True,
+    help="Apply the statements to the target after confirmation (implies --fix).",
+)
+@click.option("--yes", is_flag=True, help="Apply without asking (implies --apply).")
+def verify(
+    spec_file: Path,
+    max_keys: int,
+    chunk_rows: int | None,
+    concurrency: int | None,
+    no_recheck: bool,
+    fix: bool,
+    sql_file: Path | None,
+    apply_fix: bool,
+    yes: bool,
+) -> int:
+    """Compare the task's source and target: exit 0 when equal, 1 when they differ.
+
+    --fix prints the correcting statements on stdout (the report then goes to
+    stderr), --sql FILE writes them to FILE, --apply runs them on the target after
+    asking (--yes: without asking) and compares again."""
+    from duosync.specfile import load_spec
+    from duosync.verify import fix as fixing
+    from duosync.verify import render, verify_task
+
+    spec = load_spec(spec_file)
+    apply_fix = apply_fix or yes
+    fix = fix or apply_fix or sql_file is not None
+    if apply_fix and not yes and not sys.stdin.isatty():
+        raise ConfigError(
+            "--apply asks for confirmation on a terminal; add --yes to apply without asking",
+            task=spec.name,
+        )
+    sql_to_stdout = fix and not apply_fix and sql_file is None
+
+    def say(line: str) -> None:
+        click.echo(line, err=True)
+
+    def compare(report_to_stderr: bool) -> VerifyReport:
+        report = verify_task(
+            spec,
+            say=say,
+            recheck=not no_recheck,
+            max_keys=max_keys,
+            chunk_rows=chunk_rows,
+            concurrency=concurrency,
+        )
+        for line in render(report):
+            click.echo(line, err=report_to_stderr)
+        return report
+
+    report = compare(sql_to_stdout)
+    if not report.differs or not fix:
+        return 1 if report.differs else 0
+    for note in fixing.notes(report):
+        say(f"fix: {note}")
+    if (
+        apply_fix
+        and not yes
+        and not click.confirm(
+            f"apply the statements to {spec.target.display} (its rows change)?",
+            default=False,
+            err=True,
+        )
+    ):
+        say("nothing applied")
+        return 1
+    out = sql_file.open("w", encoding="utf-8", errors="surrogateescape") if sql_file else None
+    try:
+        todo = fixing.statements(report, spec.source)
+        if out is not None or sql_to_stdout:
+            todo = _written(todo, out, spec.name)
+        if apply_fix:
+            rows = fixing.apply(spec.target, todo)
+            say(f"fix: {rows} rows corrected on {spec.target.display}; comparing again")
+        else:
+            for _statement in todo:
+                pass
+    finally:
+        if out is not None:
+            out.close()
+    if sql_file is not None:
+        say(f"fix: statements written to {sql_file}")
+    if not apply_fix:
+        return 1
+    return 1 if compare(False).differs else 0
+
+
+def _written(todo: Iterator[Statement], out: TextIO | None, task: str) -> Iterator[Statement]:
+    """Pass *todo* through, writing each statement to *out* (stdout when None) after
+    the session settings they need."""
+    from duosync.verify.fix import SESSION
+
+    def emit(text: str) -> None:
+        if out is None:
+            click.echo(text)
+        else:
+            out.write(text + "\n")
+
+    emit(f"-- duosync verify --fix, task {task}")
+    for setting in SESSION:
+        emit(f"{setting};")
+    for statement in todo:
+        emit(f"{statement.sql};")
+        yield statement
 
 
 # -- metadata store --------------------------------------------------------------------

@@ -20,7 +20,7 @@ how to rename them and which rows to keep, plus tuning options::
       crm.customers: "country = 'FR'"
     options: {read_concurrency: 8}
 
-It is validated once, here (``load_spec``/``parse_spec``), into frozen models; every
+It is validated once (``specfile.load_spec``/``parse_spec``) into these frozen models; every
 problem becomes a ``ConfigError`` naming the file and the field path, and never
 quoting a password. What only the real catalog can reveal (a rename that collides
 with a table selected by a wildcard, ...) is checked by ``TaskSpec.check_catalog``.
@@ -28,28 +28,23 @@ with a table selected by a wildcard, ...) is checked by ``TaskSpec.check_catalog
 
 from __future__ import annotations
 
-import difflib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 from fnmatch import fnmatchcase
 from functools import lru_cache
-from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails
 
 from duosync.config import Endpoint, Flavor, redact_url
 from duosync.core.catalog import Catalog, Table, View
@@ -69,6 +64,20 @@ class NonEmptyTarget(StrEnum):
 
     STOP = "stop"  #: refuse to start: the rows may be someone else's data
     IGNORE = "ignore"  #: go on; conflicting rows are logged, the target's are kept
+
+
+class ConflictPolicy(StrEnum):
+    """What incremental sync does with a change that conflicts with the target's
+    rows (see ``sync.conflicts``); every conflict is recorded either way."""
+
+    IGNORE = "ignore"  #: keep the target's row
+    OVERWRITE = "overwrite"  #: the source's row wins
+
+
+class Topology(StrEnum):
+    ONE_WAY = "one-way"
+    #: a forward task plus a reverse task (incremental DML only) from target to source
+    TWO_WAY = "two-way"
 
 
 class StorageFormat(StrEnum):
@@ -103,14 +112,13 @@ SYSTEM_DATABASES = frozenset(
 
 _WILDCARD_CHARS = frozenset("*?[")
 _TASK_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def is_system_database(name: str) -> bool:
     return name.lower() in SYSTEM_DATABASES
 
 
-def _show(value: object) -> str:
+def show_value(value: object) -> str:
     """Quote user text in a message; a URL with a password typed in the wrong place
     must still not leak it."""
     return repr(redact_url(str(value)))
@@ -120,7 +128,7 @@ def _check_part(value: str, what: str) -> None:
     if not value:
         raise ValueError(f"{what} is empty")
     if value != value.strip():
-        raise ValueError(f"{what} {_show(value)} has spaces around it")
+        raise ValueError(f"{what} {show_value(value)} has spaces around it")
 
 
 def _split_qualified(value: str, what: str) -> tuple[str, str]:
@@ -128,7 +136,7 @@ def _split_qualified(value: str, what: str) -> tuple[str, str]:
     ``a.b.c`` would be ambiguous; we refuse them rather than guess the split."""
     if value.count(".") != 1:
         extra = "; a name containing a dot is not supported" if value.count(".") > 1 else ""
-        raise ValueError(f"{what} {_show(value)} must be 'db.name'{extra}")
+        raise ValueError(f"{what} {show_value(value)} must be 'db.name'{extra}")
     database, name = value.split(".")
     _check_part(database, f"the database part of {what}")
     _check_part(name, f"the name part of {what}")
@@ -139,18 +147,22 @@ def _no_wildcards(value: str, what: str, hint: str) -> None:
     # A '*' here is almost always someone expecting a pattern; say where patterns go
     # instead of silently looking for a table literally named 'order_*'.
     if _WILDCARD_CHARS & set(value):
-        raise ValueError(f"{what} {_show(value)} names one object; {hint}")
+        raise ValueError(f"{what} {show_value(value)} names one object; {hint}")
 
 
 def _not_system(database: str, what: str) -> None:
     if is_system_database(database):
-        raise ValueError(f"{what} {_show(database)} is a system database; it cannot be migrated")
+        raise ValueError(
+            f"{what} {show_value(database)} is a system database; it cannot be migrated"
+        )
 
 
 def _check_database(value: str) -> str:
     _check_part(value, "database name")
     if "." in value:
-        raise ValueError(f"database name {_show(value)}: a name containing a dot is not supported")
+        raise ValueError(
+            f"database name {show_value(value)}: a name containing a dot is not supported"
+        )
     _no_wildcards(value, "database", "use include: ['db_pattern.*'] for wildcards")
     _not_system(value, "database")
     return value
@@ -168,7 +180,7 @@ def _check_rule(value: str) -> str:
     # one pattern over the whole "db.name", 'shop*' would also pick 'shopping.x'.
     if value.count(".") != 1:
         raise ValueError(
-            f"rule {_show(value)} must be 'db_pattern.name_pattern' with exactly one dot"
+            f"rule {show_value(value)} must be 'db_pattern.name_pattern' with exactly one dot"
             " (e.g. 'sales_*.order_?', 'shop.*')"
         )
     db_pattern, name_pattern = value.split(".")
@@ -374,13 +386,13 @@ class Renames(_Spec):
             for src, dst in mapping.items():
                 if (seen := sources.setdefault(src.lower(), src)) != src:
                     raise ValueError(
-                        f"{table}: {_show(seen)} and {_show(src)} are the same column"
+                        f"{table}: {show_value(seen)} and {show_value(src)} are the same column"
                         " (column names are case-insensitive)"
                     )
                 if (other := targets.setdefault(dst.lower(), src)) != src:
                     raise ValueError(
-                        f"{table}: columns {_show(other)} and {_show(src)} would both"
-                        f" become {_show(dst)}"
+                        f"{table}: columns {show_value(other)} and {show_value(src)} would both"
+                        f" become {show_value(dst)}"
                     )
         return value
 
@@ -430,6 +442,51 @@ class Options(_Spec):
     #: every N seconds write a row to the source's oms.duosync_heartbeat, so the
     #: position advances and lag stays measurable while the source is idle
     heartbeat_seconds: int | None = Field(default=None, ge=1, le=60)
+    #: incremental sync: what to do with a change the target's rows contradict
+    #: (sync.conflicts). Unset: a one-way task writes the source's row state whatever
+    #: the target holds and records nothing; a two-way task uses overwrite.
+    conflict: ConflictPolicy | None = None
+
+
+#: fields of a task that the reverse task of a two-way sync takes from its forward task
+_REVERSE_DERIVED = ("select", "rename", "filters", "types", "source", "target", "name")
+
+
+class ReverseOptions(_Spec):
+    """Options of the reverse task of a two-way sync (incremental DML only). Its
+    objects, endpoints and phases come from the forward task."""
+
+    write_concurrency: int = Field(default=4, ge=1, le=512)
+    rate_rows_per_second: int | None = Field(default=None, gt=0)
+    rate_bytes_per_second: int | None = Field(default=None, gt=0)
+    conflict: ConflictPolicy = ConflictPolicy.OVERWRITE
+    heartbeat_seconds: int | None = Field(default=None, ge=1, le=60)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_derived(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in _REVERSE_DERIVED:
+                if key in data:
+                    raise ValueError(
+                        f"{key}: the reverse task's objects, endpoints and phases are matched"
+                        " automatically from the forward task (renames inverted) and cannot"
+                        " be edited; remove it"
+                    )
+        return data
+
+    def as_options(self) -> Options:
+        return Options(
+            write_concurrency=self.write_concurrency,
+            rate_rows_per_second=self.rate_rows_per_second,
+            rate_bytes_per_second=self.rate_bytes_per_second,
+            conflict=self.conflict,
+            heartbeat_seconds=self.heartbeat_seconds,
+        )
+
+
+#: a two-way task's reverse task is named after it with this suffix
+REVERSE_SUFFIX = ".reverse"
 
 
 # -- the task ------------------------------------------------------------------------------
@@ -466,6 +523,9 @@ class TaskSpec(_Spec):
     #: "src_db.src_table": SQL condition (without WHERE) rows must satisfy to be copied
     filters: dict[SourceTable, Condition] = {}
     options: Options = Options()
+    topology: Topology = Topology.ONE_WAY
+    #: two-way only: options of the reverse task (defaults when omitted)
+    reverse: ReverseOptions | None = None
 
     @field_validator("source", "target", mode="wrap")
     @classmethod
@@ -523,8 +583,38 @@ class TaskSpec(_Spec):
                 " would copy filtered-out rows when they change. Remove 'incremental' or"
                 " the filters"
             )
+        self._check_two_way()
         self._check_known_targets()
         return self
+
+    def _check_two_way(self) -> None:
+        if self.topology is not Topology.TWO_WAY:
+            if self.reverse is not None:
+                raise ValueError("reverse: only for topology: two-way")
+            return
+        if MigrationType.INCREMENTAL not in self.types:
+            raise ValueError(
+                "topology: two-way needs 'incremental' in types (the reverse task starts"
+                " once the forward task's incremental sync is monitoring)"
+            )
+        if len(self.name) + len(REVERSE_SUFFIX) > 64:
+            raise ValueError(
+                f"name: at most {64 - len(REVERSE_SUFFIX)} characters for a two-way task"
+                f" (its reverse task is named NAME{REVERSE_SUFFIX})"
+            )
+        if self.name.endswith(REVERSE_SUFFIX):
+            raise ValueError(f"name: must not end with {REVERSE_SUFFIX!r} (reverse tasks use it)")
+
+    @property
+    def conflict_policy(self) -> ConflictPolicy | None:
+        """The conflict policy incremental sync applies (None: none, idempotent)."""
+        if self.options.conflict is None and self.topology is Topology.TWO_WAY:
+            return ConflictPolicy.OVERWRITE
+        return self.options.conflict
+
+    @property
+    def reverse_name(self) -> str:
+        return self.name + REVERSE_SUFFIX
 
     def _known_sources(self) -> tuple[list[str], list[str]]:
         """Source tables the file names explicitly: (renamed, others that are selected)."""
@@ -546,7 +636,7 @@ class TaskSpec(_Spec):
             for database in self.select.databases:
                 if self.rename.databases.get(database, database) == database:
                     raise ValueError(
-                        self._same_table_message(f"every table of database {_show(database)}")
+                        self._same_table_message(f"every table of database {show_value(database)}")
                     )
         targets: dict[tuple[str, str], str] = {}
         for key in [*renamed, *others]:
@@ -609,141 +699,3 @@ class TaskSpec(_Spec):
                     )
         if problems:
             raise ConfigError("; ".join(problems), task=self.name, endpoint=self.source.display)
-
-
-# -- loading -------------------------------------------------------------------------------
-
-
-class _SpecLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping: PyYAML would keep the
-    last one silently, and a second ``filters:`` block dropping the first is the kind
-    of mistake that copies rows nobody wanted."""
-
-
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":
-            continue  # '<<: *defaults' keys may be overridden on purpose
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            duplicate = key in seen
-            seen.add(key)
-        except TypeError:
-            continue  # unhashable: construct_mapping reports it
-        if duplicate:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"key {_show(key)} is given twice", key_node.start_mark
-            )
-    return loader.construct_mapping(node, deep=True)
-
-
-_SpecLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def load_spec(path: Path) -> TaskSpec:
-    """Read and validate a YAML task spec; every problem is a ``ConfigError``."""
-    origin = str(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ConfigError(f"{origin}: no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{origin}: is a directory, not a spec file") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{origin}: is not UTF-8 text") from None
-    except OSError as exc:
-        raise ConfigError(f"{origin}: cannot be read ({exc.strerror})") from None
-    try:
-        data = yaml.load(text, Loader=_SpecLoader)  # a SafeLoader: builds plain data only
-    except yaml.MarkedYAMLError as exc:
-        # Our own wording: str(exc) quotes the offending line, which may hold a URL
-        # with a password.
-        where = ""
-        if exc.problem_mark is not None:
-            where = f"line {exc.problem_mark.line + 1}, column {exc.problem_mark.column + 1}: "
-        problem = redact_url(exc.problem or exc.context or "malformed")
-        raise ConfigError(f"{origin}: {where}invalid YAML: {problem}") from None
-    except yaml.YAMLError:
-        raise ConfigError(f"{origin}: invalid YAML") from None
-    return parse_spec(data, origin)
-
-
-def parse_spec(data: object, origin: str = "<spec>") -> TaskSpec:
-    """Validate already-parsed spec data (a mapping); *origin* names it in errors."""
-    if data is None:
-        raise ConfigError(f"{origin}: the spec is empty", hint="see examples/*.yaml")
-    if not isinstance(data, dict):
-        kind = "a list" if isinstance(data, list) else f"a {type(data).__name__}"
-        raise ConfigError(
-            f"{origin}: expected a mapping of fields (name, source, target, select, ...)"
-            f" at the top level, not {kind}"
-        )
-    try:
-        return TaskSpec.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"{origin}: {_describe(exc)}") from None
-    except ConfigError as exc:  # defensive: any endpoint error that escaped its field
-        raise ConfigError(f"{origin}: {exc.message}", hint=exc.hint) from None
-
-
-_MAX_SHOWN = 3
-
-
-def _describe(exc: ValidationError) -> str:
-    errors = exc.errors(include_url=False, include_context=False)
-    shown = [_describe_one(err) for err in errors[:_MAX_SHOWN]]
-    if len(errors) > _MAX_SHOWN:
-        shown.append(f"and {len(errors) - _MAX_SHOWN} more")
-    return "; ".join(shown)
-
-
-def _describe_one(err: ErrorDetails) -> str:
-    loc = list(err["loc"])
-    is_key = bool(loc) and loc[-1] == "[key]"
-    if is_key:
-        loc.pop()
-    msg = str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    kind = err["type"]
-    if kind == "extra_forbidden" and loc:
-        msg = _unknown_field(tuple(loc[:-1]), str(loc[-1]))
-    elif kind == "string_type" and not isinstance(err.get("input"), str):
-        # The input itself is never shown; its type is enough to explain the usual
-        # cause: YAML reads `no`, `on`, `null`, `2024`, `2024-01-01` as non-text.
-        msg += " (YAML did not read this as text: quote it)"
-    # a bad dict key is named as the key of its mapping, not as a path step
-    path = f"{_render_loc(loc[:-1])}: key {_show(loc[-1])}" if is_key and loc else _render_loc(loc)
-    return f"{path}: {msg}" if path else msg
-
-
-def _render_loc(parts: Iterable[Any]) -> str:
-    out = ""
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif _IDENT.fullmatch(str(part)):
-            out += f".{part}" if out else str(part)
-        else:
-            out += f"[{_show(part)}]"
-    return out
-
-
-def _unknown_field(parent: tuple[Any, ...], key: str) -> str:
-    model = _MODELS_AT.get(parent)
-    if model is None:
-        return "unknown field"
-    allowed = sorted(model.model_fields) + (["url"] if model is Endpoint else [])
-    close = difflib.get_close_matches(key, allowed, n=1)
-    if close:
-        return f"unknown field (did you mean {close[0]}?)"
-    return f"unknown field (allowed: {', '.join(allowed)})"
-
-
-_MODELS_AT: dict[tuple[Any, ...], type[BaseModel]] = {
-    (): TaskSpec,
-    ("select",): Selection,
-    ("rename",): Renames,
-    ("options",): Options,
-    ("source",): Endpoint,
-    ("target",): Endpoint,
-}

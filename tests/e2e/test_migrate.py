@@ -85,7 +85,7 @@ rename:
   tables: {{{src}.orders: purchases}}
   columns: {{{src}.orders: {{note: remark}}}}
 filters:
-  {src}.orders: "total >= 100"
+  {src}.orders: "total >= 100 AND CONCAT(id, '') LIKE '%'"  # a '%' reaches the server
 options:
   read_concurrency: 3
   write_concurrency: 3

@@ -18,7 +18,7 @@ from duosync.endpoints.oceanbase import capture
 from duosync.service.inspection import inspect_endpoint
 from duosync.service.migration import run_migration
 from duosync.service.store import MetadataStore
-from duosync.spec import load_spec
+from duosync.specfile import load_spec
 from tests.helpers import admin_connection, query, run_sql
 from tests.integration.test_copy import FIDELITY, _canonical
 

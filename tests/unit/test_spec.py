@@ -20,10 +20,9 @@ from duosync.spec import (
     Selection,
     StorageFormat,
     TaskSpec,
-    load_spec,
-    parse_spec,
     same_server,
 )
+from duosync.specfile import load_spec, parse_spec
 
 SECRET = "S3cretPw!"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

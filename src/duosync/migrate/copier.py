@@ -139,7 +139,10 @@ def _row_bytes(rows: Sequence[Sequence[Any]]) -> int:
 
 def _chunk_where(job: CopyJob, chunk: Chunk) -> tuple[str, list[Any]]:
     cond, args = range_condition(job.key, chunk.lower, chunk.upper)
-    return f"({cond})" + (f" AND ({job.where})" if job.where else ""), args
+    # The statement is formatted with bound arguments, so a '%' of the user's filter
+    # (LIKE 'FR%') must be doubled to reach the server as written.
+    where = f" AND ({job.where.replace('%', '%%')})" if job.where else ""
+    return f"({cond}){where}", args
 
 
 def set_literal_limit(conn: Connection[Any], limit: int) -> None:

@@ -25,13 +25,11 @@ from typing import Any
 
 from duosync.config import Flavor
 from duosync.core.catalog import ServerInfo, Table, View
-from duosync.core.positions import Position, position_from
+from duosync.core.positions import position_from
 from duosync.endpoints import open_inspector
 from duosync.endpoints.mysql.connection import connect, driver_errors
 from duosync.endpoints.mysql.dialect import qualified
-from duosync.endpoints.mysql.position import current_position, first_binlog_position
-from duosync.endpoints.oceanbase import capture
-from duosync.errors import ConfigError, DuosyncError, FatalError
+from duosync.errors import ConfigError, FatalError
 from duosync.migrate.chunks import Chunk, decode_key, encode_key, plan_chunks
 from duosync.migrate.copier import ChunkResult, CopyJob, run_copy, text_connect
 from duosync.migrate.indexes import build_deferred_indexes
@@ -45,14 +43,20 @@ from duosync.schema.ddl import (
     create_view_sql,
 )
 from duosync.schema.translate import Note, translate_table, translate_view
+from duosync.service import prechecks
+from duosync.service.positions import position_now, start_position
 from duosync.service.progress import TablePlan, make_progress
 from duosync.service.store import MetadataStore
-from duosync.spec import MigrationType, NonEmptyTarget, TaskSpec
-from duosync.sync.runner import run_incremental
+from duosync.service.twoway import without_reverse
+from duosync.spec import MigrationType, NonEmptyTarget, TaskSpec, Topology
+from duosync.sync.runner import SyncStats, run_incremental
 
 HANDOVER_STREAM = "handover"
 #: incremental-only task: the position its first run started from
 INCREMENTAL_START_STREAM = "incremental_start"
+#: the source's position when the full copy ended: incremental sync applies
+#: idempotently up to it (rows the copy may already hold), with conflict checks after
+CHECKED_AFTER_STREAM = "checked_after"
 
 Say = Callable[[str], None]
 
@@ -67,6 +71,8 @@ class MigrationReport:
     handover: dict[str, Any] | None = None
     #: row changes applied by the incremental phase in this run
     synced_rows: int | None = None
+    #: changes the incremental phase recorded in the conflict log in this run
+    sync_conflicts: int = 0
     seconds: float = 0.0
 
 
@@ -79,9 +85,12 @@ def run_migration(
     store: MetadataStore,
     say: Say = _stderr,
     stop: threading.Event | None = None,
+    *,
+    stats: SyncStats | None = None,
 ) -> MigrationReport:
     """Run the task's phases in order; with incremental, keep syncing until *stop*
-    is set (Ctrl-C), then return at a checkpoint."""
+    is set (Ctrl-C), then return at a checkpoint. *stats* (optional) is updated
+    live by the incremental phase, for progress shown elsewhere."""
     started = time.monotonic()
     report = MigrationReport()
     with open_inspector(spec.source) as src_insp, open_inspector(spec.target) as tgt_insp:
@@ -98,7 +107,7 @@ def run_migration(
                 task=spec.name,
                 endpoint=spec.source.display,
             )
-        _check_filters(spec, tables)
+        prechecks.check_filters(spec, tables)
         plans: list[tuple[Table, Table]] = []
         for t in tables:
             translated, notes = translate_table(t, target=target_flavor, renames=spec.rename)
@@ -120,6 +129,16 @@ def run_migration(
         target_cat = tgt_insp.catalog([d for d in target_dbs if d in existing_dbs])
     for note in report.notes:
         say(f"note: {note}")
+    if spec.topology is Topology.TWO_WAY:
+        prechecks.run(
+            [
+                lambda: prechecks.transaction_tables(spec.source, "source"),
+                lambda: prechecks.transaction_tables(spec.target, "target"),
+                lambda: prechecks.keyless_tables(tables, "source"),
+            ],
+            say,
+            spec.name,
+        )
     _register(spec, store)
     existing = {(t.database, t.name): t for d in target_cat.databases for t in d.tables}
     existing_views = {(v.database, v.name) for d in target_cat.databases for v in d.views}
@@ -140,6 +159,12 @@ def run_migration(
             )
         if MigrationType.FULL in spec.types:
             _full_phase(spec, store, plans, report, say)
+            if MigrationType.INCREMENTAL in spec.types and (
+                store.load_checkpoint(spec.name, CHECKED_AFTER_STREAM) is None
+            ):
+                store.save_checkpoint(
+                    spec.name, CHECKED_AFTER_STREAM, position_now(spec).model_dump()
+                )
         if MigrationType.SCHEMA in spec.types:
             with driver_errors(spec.target):
                 _after_data(spec, conn, plans, views, existing_views, set(existing), post, say)
@@ -153,7 +178,7 @@ def run_migration(
                     " changes are applied one by one and may be applied twice after a crash"
                 )
         _incremental_phase(
-            spec, store, [s for s, _ in plans], report, say, stop or threading.Event()
+            spec, store, [s for s, _ in plans], report, say, stop or threading.Event(), stats
         )
     report.seconds = time.monotonic() - started
     return report
@@ -187,8 +212,10 @@ def _incremental_phase(
     report: MigrationReport,
     say: Say,
     stop: threading.Event,
+    live: SyncStats | None,
 ) -> None:
     skip_before: float | None = None
+    two_way = spec.topology is Topology.TWO_WAY
     if MigrationType.FULL in spec.types:
         saved = store.load_checkpoint(spec.name, HANDOVER_STREAM)
         if saved is None:
@@ -196,7 +223,7 @@ def _incremental_phase(
     else:
         saved = store.load_checkpoint(spec.name, INCREMENTAL_START_STREAM)
         if saved is None:
-            saved = _capture_start(spec, tables).model_dump()
+            saved = start_position(spec, tables, markers=two_way).model_dump()
             store.save_checkpoint(spec.name, INCREMENTAL_START_STREAM, saved)
         if spec.options.incremental_start is not None:
             moment = spec.options.incremental_start
@@ -204,48 +231,33 @@ def _incremental_phase(
                 moment = moment.replace(tzinfo=UTC)
             skip_before = moment.timestamp()
     start = position_from(saved)
+    checked = store.load_checkpoint(spec.name, CHECKED_AFTER_STREAM)
 
     def on_state(state: str) -> None:
         say(f"incremental: {'caught up (monitoring)' if state == 'monitoring' else 'catching up'}")
-        _set_state(store, spec.name, f"incremental_{state}")
+        store.enter_state(spec.name, f"incremental_{state}")
 
-    _set_state(store, spec.name, "incremental_running")
+    store.enter_state(spec.name, "incremental_running")
     try:
         # The task's creation time in this store tells its checkpoints on the target
         # from those of an earlier task that had the same name.
         incarnation = f"{store.get_task(spec.name).created_at:.6f}"
         stats = run_incremental(
-            spec, start, incarnation, stop, say, on_state=on_state, skip_before=skip_before
+            spec,
+            start,
+            incarnation,
+            stop,
+            say,
+            on_state=on_state,
+            stats=live,
+            skip_before=skip_before,
+            checked_after=position_from(checked) if checked is not None else None,
+            opposite=spec.reverse_name if two_way else None,
         )
         report.synced_rows = stats.rows
+        report.sync_conflicts = stats.conflicts
     finally:
-        _set_state(store, spec.name, "stopped")
-
-
-def _capture_start(spec: TaskSpec, tables: list[Table]) -> Position:
-    """Where incremental sync of a first run starts: the source's binlog position
-    now (or its oldest, for ``incremental_start``); on OceanBase, the trigger log's
-    position once this task's capture is installed."""
-    if spec.source.flavor is Flavor.OCEANBASE:
-        try:
-            return capture.install(spec.source, spec.name, tables)
-        except DuosyncError as exc:
-            exc.task = spec.name
-            raise
-    conn = connect(spec.source)
-    try:
-        with driver_errors(spec.source):
-            if spec.options.incremental_start is not None and MigrationType.FULL not in spec.types:
-                return first_binlog_position(conn)
-            return current_position(conn, spec.source.flavor.value)
-    finally:
-        conn.close()
-
-
-def _set_state(store: MetadataStore, task: str, state: str) -> None:
-    current = store.get_task(task).state
-    if current != state:
-        store.set_state(task, current, state)
+        store.enter_state(spec.name, "stopped")
 
 
 def _register(spec: TaskSpec, store: MetadataStore) -> None:
@@ -255,42 +267,15 @@ def _register(spec: TaskSpec, store: MetadataStore) -> None:
     except ConfigError:
         store.create_task(spec.name, data, "not_started")
         return
-    if record.spec != data:
+    if record.spec != data and without_reverse(record.spec) == without_reverse(data):
+        store.update_spec(spec.name, data)  # the reverse task's options, set later
+    elif record.spec != data:
         raise ConfigError(
             "a task with this name already ran with a different spec; resuming it with"
             " another selection or options could mix two copies",
             task=spec.name,
             hint="use a new task name, or restore the original spec",
         )
-
-
-def _check_filters(spec: TaskSpec, tables: list[Table]) -> None:
-    """Every row filter names a selected table and is valid SQL on the source."""
-    selected = {t.qualified: t for t in tables}
-    conn = connect(spec.source)
-    try:
-        for key, condition in spec.filters.items():
-            if key not in selected:
-                raise ConfigError(
-                    f"filters: {key} is not a selected table on the source",
-                    task=spec.name,
-                    endpoint=spec.source.display,
-                )
-            t = selected[key]
-            try:
-                with conn.cursor() as cur:
-                    cur.execute(
-                        f"SELECT 1 FROM {qualified(t.database, t.name)} WHERE ({condition}) LIMIT 0"
-                    )
-            except Exception as exc:
-                raise ConfigError(
-                    f"row filter is not valid on the source: {exc}",
-                    task=spec.name,
-                    endpoint=spec.source.display,
-                    table=key,
-                ) from None
-    finally:
-        conn.close()
 
 
 def _schema_phase(
@@ -368,7 +353,9 @@ def _full_phase(
         if not ignore:
             _refuse_non_empty(spec, [w for _, w in plans])
         if spec.source.flavor is not Flavor.OCEANBASE or MigrationType.INCREMENTAL in spec.types:
-            position = _capture_start(spec, [s for s, _ in plans])
+            position = start_position(
+                spec, [s for s, _ in plans], markers=spec.topology is Topology.TWO_WAY
+            )
             store.save_checkpoint(spec.name, HANDOVER_STREAM, position.model_dump())
             say(f"incremental handover position: {position}")
     report.handover = store.load_checkpoint(spec.name, HANDOVER_STREAM)

@@ -190,6 +190,15 @@ class MetadataStore:
             )
         return TaskRecord(name, spec, state, now, now)
 
+    def update_spec(self, name: str, spec: dict[str, Any]) -> None:
+        """Replace a task's stored spec (a derived spec, e.g. a reverse task's objects
+        matched again from its forward task)."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE tasks SET spec = ?, updated_at = ? WHERE name = ?",
+                (json.dumps(spec, sort_keys=True), time.time(), name),
+            )
+
     def get_task(self, name: str) -> TaskRecord:
         row = self._db.execute(
             "SELECT name, spec, state, created_at, updated_at FROM tasks WHERE name = ?", (name,)
@@ -203,6 +212,12 @@ class MetadataStore:
             "SELECT name, spec, state, created_at, updated_at FROM tasks ORDER BY name"
         ).fetchall()
         return [TaskRecord(r[0], json.loads(r[1]), r[2], r[3], r[4]) for r in rows]
+
+    def enter_state(self, name: str, new: str) -> None:
+        """Move the task to *new* from whatever state it is in (nothing if already)."""
+        current = self.get_task(name).state
+        if current != new:
+            self.set_state(name, current, new)
 
     def set_state(self, name: str, expected: str, new: str, detail: str = "") -> None:
         """Move *name* from *expected* to *new*; the state machine decides legality,

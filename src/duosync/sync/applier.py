@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -32,8 +31,10 @@ from duosync.endpoints.mysql.connection import translate
 from duosync.endpoints.mysql.dialect import qualified, quote_ident
 from duosync.errors import DuosyncError, RetriableError
 from duosync.migrate.copier import text_connect
-from duosync.sync import checkpoint
+from duosync.spec import ConflictPolicy
+from duosync.sync import checkpoint, conflict_log
 from duosync.sync.batch import Batch, TableChanges
+from duosync.sync.conflicts import key_condition, write_checked
 
 _ATTEMPTS = 5
 #: keys per DELETE statement
@@ -43,10 +44,17 @@ _DELETE_KEYS = 500
 class Applier:
     """Applies batches on ``partitions`` connections. One caller thread."""
 
-    def __init__(self, target: Endpoint, task: str, partitions: int) -> None:
+    def __init__(
+        self,
+        target: Endpoint,
+        task: str,
+        partitions: int,
+        policy: ConflictPolicy = ConflictPolicy.OVERWRITE,
+    ) -> None:
         self.target = target
         self.task = task
         self.partitions = partitions
+        self.policy = policy
         self.conns: list[Connection[Any]] = []
         try:
             for _ in range(partitions):
@@ -65,10 +73,13 @@ class Applier:
         except pymysql.err.MySQLError as exc:
             raise translate(exc, self.target) from None
 
-    def apply(self, batch: Batch, *, all_partitions: bool = False) -> list[int]:
+    def apply(self, batch: Batch, *, all_partitions: bool = False) -> tuple[list[int], int]:
         """Apply *batch* and move the checkpoints of the partitions it touched (all
         of them with *all_partitions*) to its last position; return those
-        partitions. Blocks until done."""
+        partitions and the number of conflicts recorded. Blocks until done.
+
+        A ``checked`` batch is applied with conflict detection under the task's
+        policy (``sync.conflicts``); otherwise with idempotent REPLACE/DELETE."""
         assert batch.last is not None
         position = batch.last
         work = [p for p in range(self.partitions) if all_partitions or batch.parts[p]]
@@ -77,21 +88,26 @@ class Applier:
         for err in errors:
             if err is not None:
                 raise err
-        return work
+        return work, sum(f.result() for f in futures)
 
-    def _apply_partition(self, p: int, batch: Batch, position: Position) -> None:
+    def _apply_partition(self, p: int, batch: Batch, position: Position) -> int:
         conn = self.conns[p]
         for attempt in range(1, _ATTEMPTS + 1):
             table = None
             try:
                 with conn.cursor() as cur:
                     cur.execute("BEGIN")
+                    conflicts: list[conflict_log.Conflict] = []
                     for changes in batch.parts[p].values():
                         table = changes.mapping.target
-                        _write_table(cur, changes)
+                        if batch.checked and changes.mapping.key:
+                            conflicts += write_checked(cur, changes, self.policy)
+                        else:
+                            _write_table(cur, changes)
+                    conflict_log.record(cur, self.task, conflicts, position, batch.last_commit_ts)
                     checkpoint.advance(cur, self.task, p, position, batch.last_commit_ts)
                     cur.execute("COMMIT")
-                return
+                return len(conflicts)
             except pymysql.err.MySQLError as exc:
                 conn.rollback()
                 error = translate(
@@ -107,6 +123,7 @@ class Applier:
             except DuosyncError:
                 conn.rollback()
                 raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def close(self) -> None:
         if hasattr(self, "pool"):
@@ -130,19 +147,12 @@ def _write_table(cur: Any, changes: TableChanges) -> None:
         keys = [cols[i] for i in m.key]
         for start in range(0, len(deletes), _DELETE_KEYS):
             part = deletes[start : start + _DELETE_KEYS]
-            cond, args = _key_condition(keys, part)
+            cond, args = key_condition(keys, part)
             cur.execute(f"DELETE FROM {table} WHERE {cond}", args)
     upserts = changes.upserts()
     if upserts:
         marks = ", ".join(["%s"] * len(cols))
         cur.executemany(f"REPLACE INTO {table} ({', '.join(cols)}) VALUES ({marks})", upserts)
-
-
-def _key_condition(keys: Sequence[str], values: Sequence[tuple[Any, ...]]) -> tuple[str, list[Any]]:
-    if len(keys) == 1:
-        return f"{keys[0]} IN ({', '.join(['%s'] * len(values))})", [v[0] for v in values]
-    one = "(" + " AND ".join(f"{k} = %s" for k in keys) + ")"
-    return " OR ".join([one] * len(values)), [x for v in values for x in v]
 
 
 def _write_ordered(cur: Any, table: str, cols: list[str], changes: TableChanges) -> None:

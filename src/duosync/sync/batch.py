@@ -42,6 +42,9 @@ class TableMapping:
     source_positions: tuple[int, ...]
     #: indexes (in the target column tuple) of the row identity; empty: no key
     key: tuple[int, ...]
+    #: the target table has a unique key besides the row identity (an update may
+    #: then clash with another row, which conflict handling must see)
+    other_unique: bool = False
 
 
 @dataclass
@@ -51,6 +54,9 @@ class TableChanges:
     mapping: TableMapping
     #: key -> target row (present) or None (absent)
     final: dict[tuple[Any, ...], tuple[Any, ...] | None] = field(default_factory=dict)
+    #: key -> the row's image before the batch's first change to it (None: the
+    #: source had no such row): what conflict handling expects the target to hold
+    first: dict[tuple[Any, ...], tuple[Any, ...] | None] = field(default_factory=dict)
     #: keyless tables: (op, before, after) in source order
     ordered: list[tuple[Op, tuple[Any, ...] | None, tuple[Any, ...] | None]] = field(
         default_factory=list
@@ -82,7 +88,11 @@ class Batch:
         partitions: int,
         mapping_of: Callable[[RowChange], TableMapping | None],
         skip_upto: list[Position] | None = None,
+        *,
+        checked: bool = False,
     ) -> None:
+        #: apply with conflict detection (``sync.conflicts``), not idempotently
+        self.checked = checked
         self.partitions = partitions
         self.mapping_of = mapping_of
         self.skip_upto = skip_upto
@@ -114,9 +124,9 @@ class Batch:
         new_key = None if after is None else tuple(after[i] for i in mapping.key)
         # An update that changes the key moves the row: the old key becomes absent.
         if old_key is not None and old_key != new_key:
-            self._set(mapping, old_key, None, position)
+            self._set(mapping, old_key, None, position, before)
         if new_key is not None:
-            self._set(mapping, new_key, after, position)
+            self._set(mapping, new_key, after, position, before if old_key == new_key else None)
 
     def end_transaction(self, position: Position, commit_ts: float, now: float) -> None:
         self.transactions += 1
@@ -131,10 +141,19 @@ class Batch:
         key: tuple[Any, ...],
         row: tuple[Any, ...] | None,
         position: Position,
+        before: tuple[Any, ...] | None,
     ) -> None:
-        p = partition_of(mapping.target, key, self.partitions)
+        # Checked apply (conflict detection) of a table with another unique key keeps
+        # the whole table in one partition: a unique value moving from one row to
+        # another within a batch must not meet partitions committing out of order,
+        # which would look like a clash. Stable across restarts: whether a batch is
+        # checked depends only on its position (``sync.runner``).
+        part_key = () if self.checked and mapping.other_unique else key
+        p = partition_of(mapping.target, part_key, self.partitions)
         if not self._skipped(p, position):
-            self._table(p, mapping).final[key] = row
+            changes = self._table(p, mapping)
+            changes.final[key] = row
+            changes.first.setdefault(key, before)
 
     def _skipped(self, partition: int, position: Position) -> bool:
         return self.skip_upto is not None and position <= self.skip_upto[partition]

@@ -24,6 +24,7 @@ from duosync.core.positions import Position, position_from
 from duosync.endpoints.mysql.dialect import qualified, quote_ident
 from duosync.endpoints.mysql.inspector import OMS_DATABASE
 from duosync.errors import ConfigError
+from duosync.sync import conflict_log
 
 TABLE = qualified(OMS_DATABASE, "duosync_checkpoint")
 
@@ -49,6 +50,23 @@ _UPGRADE = (
 )
 
 
+def ensure_table(cur: Any) -> None:
+    """Create (or upgrade) the checkpoint table, and ``oms`` and the conflict log
+    with it (the transaction tables of a task's target)."""
+    for sql in _DDL:
+        cur.execute(sql)
+    conflict_log.ensure_table(cur)
+    cur.execute(
+        "SELECT COUNT(*) FROM information_schema.COLUMNS"
+        " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = 'duosync_checkpoint'"
+        " AND COLUMN_NAME = 'position'",
+        (OMS_DATABASE,),
+    )
+    if not cur.fetchone()[0]:
+        for sql in _UPGRADE:
+            cur.execute(sql)
+
+
 def prepare(
     conn: Connection[Any], task: str, incarnation: str, partitions: int, start: Position
 ) -> list[Position]:
@@ -59,17 +77,7 @@ def prepare(
     the target by an earlier task of the same name (deleted and created again, or
     run from another store) are not ours and are replaced, never resumed from."""
     with conn.cursor() as cur:
-        for sql in _DDL:
-            cur.execute(sql)
-        cur.execute(
-            "SELECT COUNT(*) FROM information_schema.COLUMNS"
-            " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = 'duosync_checkpoint'"
-            " AND COLUMN_NAME = 'position'",
-            (OMS_DATABASE,),
-        )
-        if not cur.fetchone()[0]:
-            for sql in _UPGRADE:
-                cur.execute(sql)
+        ensure_table(cur)
         cur.execute(f"SELECT part, position, incarnation FROM {TABLE} WHERE task = %s", (task,))
         rows = {int(r[0]): r for r in cur.fetchall()}
         if rows and any(str(r[2]) != incarnation for r in rows.values()):
@@ -83,6 +91,8 @@ def prepare(
                 hint="run the task with its original write_concurrency",
             )
         if not rows:
+            # A new life of the task: conflicts an earlier one recorded are not its.
+            conflict_log.forget(cur, task)
             cur.executemany(
                 f"INSERT INTO {TABLE}"
                 " (task, part, incarnation, position, commit_ts, applied_at)"

@@ -31,6 +31,12 @@ class Mapper:
     def selected(self, database: str, table: str) -> bool:
         return self.spec.select.matches(database, table)
 
+    def forget_all(self) -> None:
+        """Drop everything known (a DDL this task does not parse, e.g. reverse tasks)."""
+        self._source.clear()
+        self._target.clear()
+        self._cache.clear()
+
     def forget(self, database: str, table: str) -> None:
         """Drop what is known of a source table and its target (after DDL)."""
         self._source.pop((database, table), None)
@@ -64,7 +70,10 @@ class Mapper:
         wanted = [self.spec.rename.column(db, name, k).lower() for k in identity]
         lowered = [c.lower() for c in columns]
         key = tuple(lowered.index(k) for k in wanted) if all(k in lowered for k in wanted) else ()
-        return TableMapping(target_ref, tuple(columns), tuple(positions), key)
+        uniques = [tuple(target.primary_key)] if target.primary_key else []
+        uniques += [tuple(c.name for c in idx.columns) for idx in target.unique_keys]
+        other_unique = any({c.lower() for c in u} != set(wanted) for u in uniques)
+        return TableMapping(target_ref, tuple(columns), tuple(positions), key, other_unique)
 
     @staticmethod
     def _lookup(

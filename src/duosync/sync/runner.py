@@ -26,11 +26,12 @@ from duosync.core.events import Heartbeat, RowChange, SchemaChange, Transaction
 from duosync.core.interfaces import ChangeStream
 from duosync.core.positions import Position
 from duosync.migrate.ratelimit import RateLimiter
-from duosync.spec import TaskSpec
+from duosync.spec import ConflictPolicy, TaskSpec
 from duosync.sync.applier import Applier
 from duosync.sync.batch import Batch
 from duosync.sync.ddl import SchemaSync
 from duosync.sync.heartbeat import SourceHeartbeat
+from duosync.sync.loopguard import LoopGuard
 from duosync.sync.mapping import Mapper
 from duosync.sync.streams import open_stream
 
@@ -55,6 +56,11 @@ class SyncStats:
     rows: int = 0
     transactions: int = 0
     batches: int = 0
+    #: changes recorded in the conflict log (sync.conflicts)
+    conflicts: int = 0
+    #: transactions dropped because the opposite task of a two-way sync (or this
+    #: task, on one server) wrote them
+    echoes: int = 0
     lag: float | None = None
     position: Position | None = None
     monitoring: bool = False
@@ -72,22 +78,39 @@ def run_incremental(
     on_state: Callable[[str], None] | None = None,
     stats: SyncStats | None = None,
     skip_before: float | None = None,
+    checked_after: Position | None = None,
+    opposite: str | None = None,
+    ddl: bool = True,
 ) -> SyncStats:
     """Sync from *start* (first run of this *incarnation* of the task, see
     ``sync.checkpoint.prepare``) or the target's checkpoints until *stop* is set;
     apply what was read and return. Transactions committed before *skip_before*
-    (Unix time) only advance the position. Raises ``DuosyncError`` on failure."""
+    (Unix time) only advance the position. Raises ``DuosyncError`` on failure.
+
+    With a conflict policy (``TaskSpec.conflict_policy``), transactions after
+    *checked_after* (default: *start*) are applied with conflict detection; those up
+    to it (the catch-up over rows a full copy already holds) are applied
+    idempotently, as every transaction is without a policy. With *opposite* (two-way
+    sync), transactions carrying that task's marker are dropped. Without *ddl* (a
+    reverse task), DDL is not applied, only noted so that rows map onto the tables
+    as they are now."""
     stats = stats if stats is not None else SyncStats()
     partitions = spec.options.write_concurrency
     mapper = Mapper(spec)
-    applier = Applier(spec.target, spec.name, partitions)
+    policy = spec.conflict_policy
+    applier = Applier(spec.target, spec.name, partitions, policy or ConflictPolicy.OVERWRITE)
+    if policy is None:
+        checked_after = None
+    elif checked_after is None:
+        checked_after = start
+    guard = LoopGuard(spec.name, opposite)
     try:
         checkpoints = applier.prepare(start, incarnation)
         resume = min(checkpoints)
         replay_until = max(checkpoints)
-        stream = open_stream(spec, resume, mapper, say)
+        stream = open_stream(spec, resume, mapper, say, markers=True)
         say(f"incremental: reading the source's changes from {resume}")
-        schema = SchemaSync(spec, mapper, say)
+        schema = SchemaSync(spec, mapper, say) if ddl else None
         feed: queue.Queue[object] = queue.Queue(maxsize=512)
         reader = threading.Thread(
             target=_read, args=(stream, stop, feed), name="changes", daemon=True
@@ -113,6 +136,8 @@ def run_incremental(
                 on_state,
                 stats,
                 skip_before,
+                checked_after,
+                guard,
             )
         finally:
             stop.set()
@@ -145,7 +170,7 @@ def _loop(
     stream: ChangeStream,
     applier: Applier,
     mapper: Mapper,
-    schema: SchemaSync,
+    schema: SchemaSync | None,
     feed: queue.Queue[object],
     checkpoints: list[Position],
     replay_until: Position,
@@ -154,24 +179,40 @@ def _loop(
     on_state: Callable[[str], None] | None,
     stats: SyncStats,
     skip_before: float | None,
+    checked_after: Position | None,
+    guard: LoopGuard,
 ) -> None:
     replaying = replay_until > min(checkpoints)
+    checking = checked_after is not None and min(checkpoints) >= checked_after
 
     def new_batch() -> Batch:
-        return Batch(applier.partitions, mapper.mapping, checkpoints if replaying else None)
+        return Batch(
+            applier.partitions,
+            mapper.mapping,
+            checkpoints if replaying else None,
+            checked=checking,
+        )
 
     batch = new_batch()
     limiter = RateLimiter(spec.options.rate_rows_per_second, spec.options.rate_bytes_per_second)
     last_flush = time.monotonic()
     last_line = time.monotonic()
-    idle_position: Position | None = None
+    # While idle, every partition's checkpoint is moved up to what was read, so a
+    # restart (and the source's log purge) starts near here; but only when the
+    # source itself moved (a transaction or a heartbeat past what was read), never
+    # for dropped echoes alone, or two idle tasks of a two-way sync would bounce
+    # idle checkpoints between them forever.
+    last_seen: Position = min(checkpoints)  # the position after everything read
+    moved: Position | None = None  # the latest position the source itself reached
 
     def flush(everyone: bool = False) -> None:
         nonlocal batch, last_flush
         if batch.last is None:
             return
         limiter.acquire(batch.rows, batch.nbytes)
-        for p in applier.apply(batch, all_partitions=everyone):
+        touched, conflicts = applier.apply(batch, all_partitions=everyone)
+        stats.conflicts += conflicts
+        for p in touched:
             checkpoints[p] = batch.last
         # What every partition holds may leave the source's change log.
         stream.confirm(min(checkpoints))
@@ -197,15 +238,31 @@ def _loop(
         now = time.monotonic()
         if isinstance(item, Transaction) and skip_before and item.commit_ts < skip_before:
             item = Heartbeat(item.position, item.commit_ts)
+        if isinstance(item, Transaction) and guard.echo(item):
+            stats.echoes += 1
+            last_seen = item.position
+            if not batch:
+                stats.lag = max(0.0, time.time() - item.commit_ts)
+            item = None
         if isinstance(item, Transaction):
+            last_seen = item.position
             if replaying and item.position > replay_until:
                 replaying = False
                 batch.skip_upto = None
+            if checked_after is not None and not checking and item.position > checked_after:
+                # Past the catch-up: from here on the target must hold what the
+                # source held, and a change that finds otherwise is a conflict.
+                flush()
+                checking = True
+                batch = new_batch()
             ddl = [c for c in item.changes if isinstance(c, SchemaChange)]
             if ddl:
                 flush()
                 for statement in ddl:
-                    schema.apply(statement, applier)
+                    if schema is not None:
+                        schema.apply(statement, applier)
+                if schema is None:
+                    mapper.forget_all()
                 # CREATE TABLE ... SELECT: the new table's rows share the transaction.
                 for row in item.changes:
                     if isinstance(row, RowChange):
@@ -217,9 +274,10 @@ def _loop(
                 if isinstance(row, RowChange):
                     batch.add(row, item.position)
             batch.end_transaction(item.position, item.commit_ts, now)
-            idle_position = None
+            moved = item.position
         elif isinstance(item, Heartbeat):
-            idle_position = item.position
+            if item.position > last_seen:
+                moved = last_seen = item.position
             if not batch:
                 stats.lag = max(0.0, time.time() - item.ts)
         if batch and (
@@ -229,11 +287,14 @@ def _loop(
             or isinstance(item, Heartbeat)
         ):
             flush()
-        elif not batch and idle_position is not None and now - last_flush >= IDLE_CHECKPOINT:
-            # Idle: move every partition's checkpoint so a restart starts near here.
-            batch.last = idle_position
+        elif (
+            not batch
+            and moved is not None
+            and min(checkpoints) < moved
+            and now - last_flush >= IDLE_CHECKPOINT
+        ):
+            batch.last = last_seen
             flush(everyone=True)
-            idle_position = None
         _state(stats, on_state)
         if now - last_line >= IDLE_CHECKPOINT:
             last_line = now

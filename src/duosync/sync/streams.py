@@ -16,6 +16,7 @@ from duosync.endpoints import open_inspector
 from duosync.endpoints.mysql.binlog import BinlogStream
 from duosync.endpoints.oceanbase.capture import TriggerLogStream
 from duosync.spec import TaskSpec
+from duosync.sync.loopguard import is_marker_table
 from duosync.sync.mapping import Mapper
 
 
@@ -26,11 +27,23 @@ def replica_server_id(task: str) -> int:
 
 
 def open_stream(
-    spec: TaskSpec, start: Position, mapper: Mapper, say: Callable[[str], None]
+    spec: TaskSpec,
+    start: Position,
+    mapper: Mapper,
+    say: Callable[[str], None],
+    *,
+    markers: bool = False,
 ) -> ChangeStream:
+    """The source's change stream from *start*, yielding rows of the selected tables,
+    plus (with *markers*) the loop-guard marker rows: the trigger log holds them only
+    when capture was installed for a two-way sync (``service.positions``)."""
+
+    def wanted(database: str, table: str) -> bool:
+        return mapper.selected(database, table) or (markers and is_marker_table(database, table))
+
     if isinstance(start, BinlogPosition):
         return BinlogStream(
-            spec.source, start, server_id=replica_server_id(spec.name), tables=mapper.selected
+            spec.source, start, server_id=replica_server_id(spec.name), tables=wanted
         )
     with open_inspector(spec.source) as insp:
         # Watched for new tables that a database or rule selection matches.
@@ -39,7 +52,7 @@ def open_stream(
         spec.source,
         start,
         consumer=spec.name,
-        tables=mapper.selected,
+        tables=wanted,
         databases=databases,
         say=say,
     )

@@ -88,6 +88,30 @@ def install(endpoint: Endpoint, consumer: str, tables: Sequence[Table]) -> Trigg
         conn.close()
 
 
+def now(endpoint: Endpoint, consumer: str) -> TriggerLogPosition:
+    """A position after every transaction committed before the call (the commit
+    version of a write made for the purpose: *consumer*'s row is touched)."""
+    conn = connect(endpoint)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                f"UPDATE {log.CONSUMERS} SET updated_at = %s WHERE consumer = %s",
+                (time.time(), consumer),
+            )
+            cur.execute(f"SELECT ORA_ROWSCN FROM {log.CONSUMERS} WHERE consumer = %s", (consumer,))
+            row = cur.fetchone()
+            if row is None:
+                raise DuosyncError(
+                    f"no change capture is installed for task {consumer}",
+                    endpoint=endpoint.display,
+                )
+            return TriggerLogPosition(scn=int(row[0]))
+    except pymysql.err.MySQLError as exc:
+        raise _error(exc, endpoint) from None
+    finally:
+        conn.close()
+
+
 def remove(endpoint: Endpoint, consumer: str) -> list[TableRef]:
     """Stop capturing for *consumer*: drop the triggers no other consumer needs and,
     when no consumer is left, the log itself. Returns the tables whose triggers were

@@ -1,0 +1,208 @@
+"""The reverse task of a two-way sync (``duosync reverse -f task.yaml``).
+
+Following the reference page: the reverse task reads the forward task's target and
+writes its source, incremental DML only; it can be configured and started only
+while the forward task is in incremental sync and monitoring; its objects are the
+forward task's, matched automatically with the renames inverted, and cannot be
+edited. Both tasks drop the transactions the other wrote (``sync.loopguard``).
+
+The reverse spec is derived again at every start, from the forward task's
+selection applied to the source catalog as it is then: tables the forward task
+created later by DDL sync are picked up at the reverse task's next start.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from duosync.core.catalog import Table
+from duosync.core.positions import position_from
+from duosync.endpoints import open_inspector
+from duosync.errors import ConfigError
+from duosync.service import prechecks
+from duosync.service.positions import start_position
+from duosync.service.store import MetadataStore
+from duosync.spec import (
+    ConflictPolicy,
+    MigrationType,
+    Renames,
+    ReverseOptions,
+    Selection,
+    TaskSpec,
+    Topology,
+)
+from duosync.sync.runner import SyncStats, run_incremental
+
+Say = Callable[[str], None]
+
+#: the reverse task's first position, kept in the metadata store
+START_STREAM = "incremental_start"
+#: forward states in which a reverse task that ran before may start again (the
+#: forward task catching up after its own restart is fine; stopped is not)
+_RESTART_STATES = frozenset({"incremental_running", "incremental_monitoring"})
+_FIRST_START_STATE = "incremental_monitoring"
+
+
+def reverse_spec(forward: TaskSpec, tables: Sequence[Table]) -> TaskSpec:
+    """The reverse task of *forward*: from its target to its source, the target
+    names of *tables* (the forward task's selected source tables), renames
+    inverted, the forward spec's ``reverse`` options."""
+    if forward.topology is not Topology.TWO_WAY:
+        raise ConfigError(
+            "this task is not a two-way sync: it has no reverse task",
+            task=forward.name,
+            hint="set topology: two-way in its spec (with 'incremental' in types)",
+        )
+    objects: list[str] = []
+    table_renames: dict[str, str] = {}
+    column_renames: dict[str, dict[str, str]] = {}
+    for t in tables:
+        there = forward.rename.table(t.database, t.name)
+        name = ".".join(there)
+        objects.append(name)
+        if there != (t.database, t.name):
+            table_renames[name] = t.qualified
+        columns = {
+            new: c.name
+            for c in t.columns
+            if (new := forward.rename.column(t.database, t.name, c.name)) != c.name
+        }
+        if columns:
+            column_renames[name] = columns
+    if not objects:
+        raise ConfigError(
+            "the forward task selects no table on its source: nothing to sync back",
+            task=forward.name,
+        )
+    return TaskSpec(
+        name=forward.reverse_name,
+        source=forward.target,
+        target=forward.source,
+        types=(MigrationType.INCREMENTAL,),
+        select=Selection(objects=tuple(objects)),
+        rename=Renames(tables=table_renames, columns=column_renames),
+        options=(forward.reverse or ReverseOptions()).as_options(),
+    )
+
+
+def run_reverse(
+    forward: TaskSpec,
+    store: MetadataStore,
+    say: Say,
+    stop: threading.Event,
+    *,
+    stats: SyncStats | None = None,
+) -> SyncStats:
+    """Start (or resume) the reverse task of *forward* and sync until *stop*."""
+    _check_forward(forward, store)
+    with open_inspector(forward.source) as insp:
+        catalog = insp.catalog(forward.select.candidate_databases(insp.list_databases()))
+    tables = forward.selected_tables(catalog)
+    spec = reverse_spec(forward, tables)
+    with open_inspector(spec.source) as insp:
+        there = insp.catalog(spec.select.candidate_databases(insp.list_databases()))
+    reverse_tables = spec.selected_tables(there)
+    missing = sorted(set(spec.select.objects) - {t.qualified for t in reverse_tables})
+    if missing:
+        raise ConfigError(
+            f"tables of the forward task are missing on its target: {', '.join(missing)}",
+            task=spec.name,
+            endpoint=spec.source.display,
+            hint="let the forward task create them (schema migration or DDL sync) first",
+        )
+    prechecks.run(
+        [
+            lambda: prechecks.transaction_tables(forward.source, "forward task's source"),
+            lambda: prechecks.transaction_tables(forward.target, "forward task's target"),
+            lambda: prechecks.keyless_tables(reverse_tables, "forward task's target"),
+        ],
+        say,
+        spec.name,
+    )
+    data = spec.model_dump(mode="json")
+    try:
+        record = store.get_task(spec.name)
+    except ConfigError:
+        record = store.create_task(spec.name, data, "not_started")
+    if record.spec != data:
+        store.update_spec(spec.name, data)
+        say(f"reverse: objects matched again from {forward.name}: {len(spec.select.objects)}")
+    saved = store.load_checkpoint(spec.name, START_STREAM)
+    if saved is None:  # the first start: _check_forward required monitoring
+        saved = start_position(spec, reverse_tables, markers=True).model_dump()
+        store.save_checkpoint(spec.name, START_STREAM, saved)
+    start = position_from(saved)
+    policy = spec.options.conflict or ConflictPolicy.OVERWRITE
+    say(
+        f"reverse task {spec.name}: {spec.source.display} -> {spec.target.display},"
+        f" {len(reverse_tables)} tables, conflicts: {policy.value}"
+    )
+
+    def on_state(state: str) -> None:
+        say(f"reverse: {'caught up (monitoring)' if state == 'monitoring' else 'catching up'}")
+        store.enter_state(spec.name, f"incremental_{state}")
+
+    store.enter_state(spec.name, "incremental_running")
+    try:
+        return run_incremental(
+            spec,
+            start,
+            f"{store.get_task(spec.name).created_at:.6f}",
+            stop,
+            say,
+            on_state=on_state,
+            stats=stats,
+            opposite=forward.name,
+            ddl=False,
+        )
+    finally:
+        store.enter_state(spec.name, "stopped")
+
+
+def _check_forward(forward: TaskSpec, store: MetadataStore) -> None:
+    """Refuse to start the reverse task unless the forward task allows it now."""
+    if forward.topology is not Topology.TWO_WAY:
+        raise ConfigError(
+            "this task is not a two-way sync: it has no reverse task",
+            task=forward.name,
+            hint="set topology: two-way in its spec (with 'incremental' in types)",
+        )
+    try:
+        record = store.get_task(forward.name)
+    except ConfigError:
+        raise ConfigError(
+            "the forward task has not run yet; its reverse task starts once it is in"
+            " incremental sync and monitoring",
+            task=forward.name,
+            hint="start it first: duosync migrate -f <its spec>, then run reverse again",
+        ) from None
+    if without_reverse(record.spec) != without_reverse(forward.model_dump(mode="json")):
+        raise ConfigError(
+            "this spec differs from the one the forward task runs with; the reverse task's"
+            " objects and options come from the forward task's spec",
+            task=forward.name,
+            hint="use the same spec file as the forward task",
+        )
+    first = store.load_checkpoint(forward.reverse_name, START_STREAM) is None
+    allowed = {_FIRST_START_STATE} if first else _RESTART_STATES
+    if record.state not in allowed:
+        when = (
+            "is in incremental sync and monitoring (caught up)"
+            if first
+            else "is in incremental sync"
+        )
+        raise ConfigError(
+            f"the reverse task can be {'configured and ' if first else ''}started only while"
+            f" the forward task {when}; its state is {record.state!r}",
+            task=forward.reverse_name,
+            hint="run the forward task (duosync migrate -f <spec>) and wait until it says"
+            " 'caught up (monitoring)'",
+        )
+
+
+def without_reverse(spec: dict[str, Any]) -> dict[str, Any]:
+    """A stored spec minus its reverse options, which may be set after the forward
+    task started (the reverse task is configured later)."""
+    return {k: v for k, v in spec.items() if k != "reverse"}
