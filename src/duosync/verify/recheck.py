@@ -14,7 +14,11 @@ else is read again) are compared again after waiting the lag plus a margin (at
 most ``max_wait``), a few rounds; a row that converges is not reported. A wait ends
 as soon as what was committed before it began has landed: for a binlog source,
 when a checkpoint reaches the source's binlog position read then; otherwise when
-every partition has applied a transaction committed after it. Another round
+every partition has applied a transaction committed after it. The lag is only an
+estimate: a rate-limited applier may sit on a whole batch for longer. So when a
+binlog position shows changes still in flight and the task looks alive (a
+checkpoint written within ``ALIVE`` seconds), the wait lasts up to ``max_wait``
+instead. Another round
 follows only while the sync is visibly at work (checkpoints moved, or rows
 converged): a stopped or idle sync has nothing in flight.
 """
@@ -36,6 +40,7 @@ from duosync.endpoints.mysql.position import current_position
 from duosync.errors import DuosyncError
 from duosync.migrate.copier import text_connect
 from duosync.sync.checkpoint import TABLE as CHECKPOINTS
+from duosync.sync.runner import IDLE_CHECKPOINT
 from duosync.verify.compare import compare_keys
 from duosync.verify.report import RecheckInfo
 from duosync.verify.scan import TableState, counted
@@ -44,6 +49,9 @@ Say = Callable[[str], None]
 
 #: polling interval of the checkpoints while waiting
 _POLL = 0.25
+#: a task whose newest checkpoint is younger than this is taken to be running: an
+#: idle running task rewrites its checkpoints every IDLE_CHECKPOINT seconds
+ALIVE = 2 * IDLE_CHECKPOINT + 1.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,10 @@ class SyncState:
         return bool(self.parts) and all(
             (p.commit_ts if p.commit_ts is not None else p.applied_at) >= since for p in self.parts
         )
+
+    def alive(self, now: float) -> bool:
+        """Whether a running task seems to own these checkpoints."""
+        return bool(self.parts) and now - max(p.applied_at for p in self.parts) < ALIVE
 
 
 def sync_state(conn: Connection[Any], task: str) -> SyncState:
@@ -127,7 +139,10 @@ def _wait(
     first = now = sync_state(tgt, task)
     if first.landed(since, upto):
         return False
-    budget = min(first.lag(time.time()) + margin, limit)
+    now_ts = time.time()
+    budget = min(first.lag(now_ts) + margin, limit)
+    if upto is not None and first.alive(now_ts):
+        budget = limit  # changes provably in flight to a running task: wait for them
     started = time.monotonic()
     while time.monotonic() - started < budget:
         time.sleep(_POLL)
