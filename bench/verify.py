@@ -1,7 +1,7 @@
 """Verification throughput against full-migration throughput, same data, same run.
 
 For each target (MariaDB mariadb1 -> mariadb2, MariaDB mariadb1 -> OceanBase
-oceanbase1), duosync's own full migration (``run_migration``, types schema and
+oceanbase1), duosync's own full migration (``run_spec``, types schema and
 full, ``post_indexing``) copies a generated source database; then ``verify_task``
 compares source and target. The verification must find them equal, and must find
 exactly one planted difference afterwards, before any figure is printed: the speed
@@ -34,7 +34,7 @@ from duosync.endpoints.mysql.connection import connect
 from duosync.endpoints.mysql.dialect import quote_ident
 from duosync.errors import DuosyncError
 from duosync.sandbox import DEFAULT_SERVERS, Sandbox
-from duosync.service.migration import run_migration
+from duosync.service.tasks import run_spec
 from duosync.service.store import MetadataStore
 from duosync.spec import TaskSpec
 from duosync.specfile import parse_spec
@@ -162,7 +162,7 @@ def bench_target(source: Endpoint, key: str, target: Endpoint, args: Options) ->
         MetadataStore.in_home(Path(home)) as store,
     ):
         started = time.monotonic()
-        migrated = run_migration(spec, store, say=quiet)
+        migrated = run_spec(spec, store, quiet).report
         migrate_seconds = time.monotonic() - started
     say(f"mariadb->{key}: verify")
     started = time.monotonic()

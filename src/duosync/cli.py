@@ -210,23 +210,33 @@ def inspect(url: str, databases: tuple[str, ...], password_env: str | None, as_j
 
 # -- migrate ---------------------------------------------------------------------------
 
+skip_option = click.option(
+    "--skip-check",
+    "skip",
+    multiple=True,
+    metavar="ITEM",
+    help="Skip this failed pre-check item (recorded with the task); repeatable.",
+)
+
 
 @cli.command()
 @spec_option("Task spec (YAML); see examples/.")
+@skip_option
 @click.pass_obj
-def migrate(ctx: Context, spec_file: Path) -> None:
-    """Run a task: schema, full migration, then incremental sync until stopped (Ctrl-C).
+def migrate(ctx: Context, spec_file: Path, skip: tuple[str, ...]) -> None:
+    """Run a task here: pre-checks, schema, full migration, then incremental sync
+    until stopped (Ctrl-C pauses it).
 
     Rerun to resume where it stopped."""
-    from duosync.service.migration import run_migration
     from duosync.service.store import MetadataStore
+    from duosync.service.tasks import run_spec
     from duosync.spec import MigrationType
     from duosync.specfile import load_spec
 
     spec = load_spec(spec_file)
     stop = _stop_on_signals(MigrationType.INCREMENTAL in spec.types)
     with MetadataStore.in_home(ctx.home) as st:
-        report = run_migration(spec, st, stop=stop)
+        report = run_spec(spec, st, _stderr_line, stop, skip=skip).report
     click.echo(
         f"task {spec.name}: {len(report.created)} tables created, {len(report.accepted)}"
         f" existing accepted, {report.rows} rows copied, {report.conflicts} conflicting rows"
@@ -303,14 +313,14 @@ def reverse(ctx: Context, spec_file: Path) -> None:
     incremental sync and monitoring; its objects are the forward task's, renames
     inverted. Rerun to resume."""
     from duosync.service.store import MetadataStore
-    from duosync.service.twoway import run_reverse
+    from duosync.service.tasks import run_reverse_foreground
     from duosync.specfile import load_spec
 
     spec = load_spec(spec_file)
     stop = _stop_on_signals(True)
     started = time.monotonic()
     with MetadataStore.in_home(ctx.home) as st:
-        stats = run_reverse(spec, st, _stderr_line, stop)
+        stats = run_reverse_foreground(st, spec, _stderr_line, stop).live.sync
     click.echo(
         f"task {spec.reverse_name}: {stats.rows} row changes synced, {stats.conflicts}"
         f" conflicts recorded, {stats.echoes} transactions of {spec.name} dropped (loop"
@@ -585,6 +595,9 @@ def main() -> None:
     if isinstance(code, int):
         sys.exit(code)
 
+
+# The task service's commands live in their own module; importing it registers them.
+from duosync import cli_tasks  # noqa: E402, F401
 
 if __name__ == "__main__":
     main()

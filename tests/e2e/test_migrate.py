@@ -153,10 +153,16 @@ rename:
   databases: {{{src}: {dst}}}
 """
     stop = migrate(_spec(tmp_path / "stop.yaml", "name: stop1\n" + base), tmp_path / "home")
-    assert stop.returncode == 1
-    assert f"{dst}.customers" in stop.stderr and "not empty" in stop.stderr
+    # refused by the pre-check, before anything is written (the schema phase too)
+    assert stop.returncode == 2
+    assert "target.non_empty_tables" in stop.stderr and f"{dst}.customers" in stop.stderr
     assert query(mariadb2, f"SELECT COUNT(*) FROM {dst}.customers") == [(2,)]
-    assert query(mariadb2, f"SELECT COUNT(*) FROM {dst}.orders") == [(0,)]  # nothing written
+    assert query(
+        mariadb2,
+        "SELECT COUNT(*) FROM information_schema.TABLES"
+        " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = 'orders'",
+        (dst,),
+    ) == [(0,)]
 
     ignore = migrate(
         _spec(

@@ -16,7 +16,7 @@ from duosync.core.events import Heartbeat, Op, RowChange, Transaction
 from duosync.core.positions import TriggerLogPosition
 from duosync.endpoints.oceanbase import capture
 from duosync.service.inspection import inspect_endpoint
-from duosync.service.migration import run_migration
+from duosync.service.tasks import run_spec
 from duosync.service.store import MetadataStore
 from duosync.specfile import load_spec
 from tests.helpers import admin_connection, query, run_sql
@@ -106,7 +106,7 @@ def test_every_type_round_trips_through_capture_and_apply(
     def run() -> None:
         try:
             with MetadataStore.in_home(tmp_path / "home") as store:
-                run_migration(spec, store, say=lambda _line: None, stop=stop)
+                run_spec(spec, store, lambda _line: None, stop)
         except BaseException as exc:
             errors.append(exc)
 

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from duosync.config import Endpoint
-from duosync.service.migration import run_migration
+from duosync.service.tasks import run_spec
 from duosync.service.store import MetadataStore
 from duosync.spec import TaskSpec
 from duosync.specfile import parse_spec
@@ -87,7 +87,7 @@ def spec_for(
 
 def migrate(spec: TaskSpec, home: Path) -> None:
     with MetadataStore.in_home(home) as store:
-        run_migration(spec, store, say=lambda _line: None)
+        run_spec(spec, store, lambda _line: None)
 
 
 def verify(spec: TaskSpec, **kw: Any) -> VerifyReport:
@@ -507,7 +507,7 @@ def syncing(tmp_path: Path) -> Iterator[Callable[[TaskSpec], None]]:
         def run() -> None:
             try:
                 with MetadataStore.in_home(tmp_path / "sync-home") as store:
-                    run_migration(spec, store, say=lambda _line: None, stop=stop)
+                    run_spec(spec, store, lambda _line: None, stop)
             except BaseException as exc:
                 errors.append(exc)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from duosync.errors import ConfigError, FatalError
+from duosync.service.states import State
 from duosync.service.store import DB_FILE, LATEST_VERSION, MIGRATIONS, MetadataStore
 
 
@@ -48,7 +49,7 @@ def test_in_home_uses_default_file_name(tmp_path: Path) -> None:
 def test_reopen_applies_nothing(tmp_path: Path) -> None:
     path = tmp_path / "meta.db"
     with MetadataStore(path) as s:
-        s.create_task("keep", {"k": 1}, "created")
+        s.create_task("keep", {"k": 1}, State.NOT_STARTED)
         assert s.migrate() == []
     with MetadataStore(path) as s:
         assert s.version == LATEST_VERSION
@@ -82,12 +83,12 @@ def test_newer_file_is_refused(tmp_path: Path) -> None:
 
 def test_create_get_list(store: MetadataStore) -> None:
     spec = {"source": "mysql://u@a", "tables": ["db.t"], "nested": {"x": [1, 2]}}
-    rec = store.create_task("beta", spec, "created")
+    rec = store.create_task("beta", spec, State.NOT_STARTED)
     assert rec.name == "beta"
     assert rec.spec == spec
-    assert rec.state == "created"
+    assert rec.state == State.NOT_STARTED
     assert rec.created_at == rec.updated_at
-    store.create_task("alpha", {}, "created")
+    store.create_task("alpha", {}, State.NOT_STARTED)
 
     got = store.get_task("beta")
     assert got == rec
@@ -99,13 +100,13 @@ def test_list_empty(store: MetadataStore) -> None:
 
 
 def test_duplicate_name_refused(store: MetadataStore) -> None:
-    store.create_task("t", {"v": 1}, "created")
+    store.create_task("t", {"v": 1}, State.NOT_STARTED)
     with pytest.raises(ConfigError, match="already exists") as info:
-        store.create_task("t", {"v": 2}, "running")
+        store.create_task("t", {"v": 2}, State.PRECHECKING)
     assert info.value.task == "t"
     # the first definition is untouched and no extra history was written
     assert store.get_task("t").spec == {"v": 1}
-    assert store.get_task("t").state == "created"
+    assert store.get_task("t").state == State.NOT_STARTED
     assert len(store.history("t")) == 1
 
 
@@ -116,34 +117,34 @@ def test_get_unknown(store: MetadataStore) -> None:
 
 
 def test_set_state_records_history(store: MetadataStore) -> None:
-    store.create_task("t", {}, "created")
-    store.set_state("t", "created", "running", "started by test")
-    assert store.get_task("t").state == "running"
+    store.create_task("t", {}, State.NOT_STARTED)
+    store.set_state("t", State.NOT_STARTED, State.PRECHECKING, "started by test")
+    assert store.get_task("t").state == State.PRECHECKING
 
     events = store.history("t")
     assert [(e.from_state, e.to_state, e.detail) for e in events] == [
-        (None, "created", ""),
-        ("created", "running", "started by test"),
+        (None, "not_started", ""),
+        ("not_started", "prechecking", "started by test"),
     ]
     assert events[0].at <= events[1].at
     assert store.get_task("t").updated_at == events[1].at
 
 
 def test_set_state_wrong_expected(store: MetadataStore) -> None:
-    rec = store.create_task("t", {}, "created")
+    rec = store.create_task("t", {}, State.NOT_STARTED)
     with pytest.raises(FatalError) as info:
-        store.set_state("t", "running", "stopped", "should not happen")
+        store.set_state("t", State.PRECHECKING, State.PAUSED, "should not happen")
     assert info.value.task == "t"
-    assert "'created'" in str(info.value)
-    assert "'running'" in str(info.value)
+    assert "'not_started'" in str(info.value)
+    assert "'prechecking'" in str(info.value)
     # nothing changed
     assert store.get_task("t") == rec
-    assert [(e.from_state, e.to_state) for e in store.history("t")] == [(None, "created")]
+    assert [(e.from_state, e.to_state) for e in store.history("t")] == [(None, "not_started")]
 
 
 def test_set_state_unknown_task(store: MetadataStore) -> None:
     with pytest.raises(ConfigError, match="ghost"):
-        store.set_state("ghost", "created", "running")
+        store.set_state("ghost", State.NOT_STARTED, State.PRECHECKING)
     assert store.history("ghost") == []
 
 
@@ -155,7 +156,7 @@ def test_history_unknown_is_empty(store: MetadataStore) -> None:
 
 
 def test_checkpoint_save_overwrite_load(store: MetadataStore) -> None:
-    store.create_task("t", {}, "created")
+    store.create_task("t", {}, State.NOT_STARTED)
     assert store.load_checkpoint("t", "binlog") is None
 
     store.save_checkpoint("t", "binlog", {"file": "mysql-bin.000001", "pos": 4})
@@ -171,8 +172,8 @@ def test_checkpoint_save_overwrite_load(store: MetadataStore) -> None:
 
 
 def test_checkpoints_are_per_task(store: MetadataStore) -> None:
-    store.create_task("a", {}, "created")
-    store.create_task("b", {}, "created")
+    store.create_task("a", {}, State.NOT_STARTED)
+    store.create_task("b", {}, State.NOT_STARTED)
     store.save_checkpoint("a", "binlog", {"pos": 1})
     store.save_checkpoint("b", "binlog", {"pos": 2})
     assert store.load_checkpoint("a", "binlog") == {"pos": 1}
@@ -182,18 +183,18 @@ def test_checkpoints_are_per_task(store: MetadataStore) -> None:
 def test_checkpoint_survives_reopen(tmp_path: Path) -> None:
     path = tmp_path / "meta.db"
     with MetadataStore(path) as s:
-        s.create_task("t", {}, "created")
+        s.create_task("t", {}, State.NOT_STARTED)
         s.save_checkpoint("t", "binlog", {"gtid": "0-1-42"})
     with MetadataStore(path) as s:
         assert s.load_checkpoint("t", "binlog") == {"gtid": "0-1-42"}
 
 
 def test_delete_task_cascades(store: MetadataStore) -> None:
-    store.create_task("gone", {}, "created")
-    store.set_state("gone", "created", "running")
+    store.create_task("gone", {}, State.NOT_STARTED)
+    store.set_state("gone", State.NOT_STARTED, State.PRECHECKING)
     store.save_checkpoint("gone", "binlog", {"pos": 1})
     store.save_checkpoint("gone", "snapshot:db.t", {"chunk": 1})
-    store.create_task("kept", {}, "created")
+    store.create_task("kept", {}, State.NOT_STARTED)
     store.save_checkpoint("kept", "binlog", {"pos": 9})
 
     store.delete_task("gone")
@@ -215,6 +216,6 @@ def test_delete_task_cascades(store: MetadataStore) -> None:
 
 
 def test_delete_unknown_task_is_noop(store: MetadataStore) -> None:
-    store.create_task("t", {}, "created")
+    store.create_task("t", {}, State.NOT_STARTED)
     store.delete_task("ghost")
     assert [t.name for t in store.list_tasks()] == ["t"]

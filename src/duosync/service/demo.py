@@ -24,9 +24,10 @@ from duosync.endpoints.mysql.connection import connect, driver_errors
 from duosync.endpoints.oceanbase import capture
 from duosync.errors import ConfigError, FatalError
 from duosync.sandbox import Sandbox
-from duosync.service.migration import run_migration
+from duosync.service.live import Live
+from duosync.service.states import State
 from duosync.service.store import MetadataStore
-from duosync.service.twoway import run_reverse
+from duosync.service.tasks import run_reverse_foreground, run_spec
 from duosync.specfile import parse_spec
 from duosync.sync.runner import SyncStats
 from duosync.verify import verify_task
@@ -96,11 +97,11 @@ def run_demo(home: Path, sandbox_dir: Path, seconds: float, say: Say) -> DemoRes
 
     def forward_task() -> None:
         with MetadataStore.in_home(home) as store:
-            run_migration(spec, store, quiet, stop_forward, stats=forward)
+            run_spec(spec, store, quiet, stop_forward, live=Live(sync=forward))
 
     def reverse_task() -> None:
         with MetadataStore.in_home(home) as store:
-            run_reverse(spec, store, quiet, stop_reverse, stats=reverse)
+            run_reverse_foreground(store, spec, quiet, stop_reverse, live=Live(sync=reverse))
 
     threads = [_thread(forward_task, errors, "forward")]
     writers: list[_Writer] = []
@@ -180,7 +181,7 @@ def _wait(home: Path, task: str, errors: list[BaseException], say: Say, what: st
                 state = store.get_task(task).state
             except Exception:
                 state = None
-        if state == "incremental_monitoring":
+        if state is State.INCREMENTAL_MONITORING:
             say(f"demo: {task} is caught up (monitoring)")
             return
         if time.monotonic() > deadline:

@@ -44,10 +44,11 @@ from duosync.schema.ddl import (
 )
 from duosync.schema.translate import Note, translate_table, translate_view
 from duosync.service import prechecks
+from duosync.service.live import Live
 from duosync.service.positions import position_now, start_position
 from duosync.service.progress import TablePlan, make_progress
+from duosync.service.states import INCREMENTAL, State
 from duosync.service.store import MetadataStore
-from duosync.service.twoway import without_reverse
 from duosync.spec import MigrationType, NonEmptyTarget, TaskSpec, Topology
 from duosync.sync.runner import SyncStats, run_incremental
 
@@ -59,6 +60,9 @@ INCREMENTAL_START_STREAM = "incremental_start"
 CHECKED_AFTER_STREAM = "checked_after"
 
 Say = Callable[[str], None]
+
+#: the pre-check item about non-empty target tables (service.precheck_items)
+NON_EMPTY_CHECK = "target.non_empty_tables"
 
 
 @dataclass
@@ -80,19 +84,29 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def run_migration(
+def run_phases(
     spec: TaskSpec,
     store: MetadataStore,
     say: Say = _stderr,
     stop: threading.Event | None = None,
     *,
     stats: SyncStats | None = None,
+    live: Live | None = None,
 ) -> MigrationReport:
-    """Run the task's phases in order; with incremental, keep syncing until *stop*
-    is set (Ctrl-C), then return at a checkpoint. *stats* (optional) is updated
-    live by the incremental phase, for progress shown elsewhere."""
+    """Run the task's phases in order, from the one its state in *store* names (the
+    task runner, ``service.runner``, holds it there); with incremental, keep syncing
+    until *stop* is set, then return at a checkpoint. *stats* and *live*
+    (optional) are updated as it goes, for progress shown elsewhere.
+
+    A task resumed in incremental sync skips the schema and full phases: they are
+    done, and checking the target's tables against the source again would fail on
+    a DDL change still on its way through the log."""
     started = time.monotonic()
     report = MigrationReport()
+    live = live if live is not None else Live()
+    if stats is not None:
+        live.sync = stats
+    resumed_in_sync = store.get_task(spec.name).state in INCREMENTAL
     with open_inspector(spec.source) as src_insp, open_inspector(spec.target) as tgt_insp:
         if MigrationType.INCREMENTAL in spec.types:
             _check_capture(spec, src_insp.server_info())
@@ -129,23 +143,13 @@ def run_migration(
         target_cat = tgt_insp.catalog([d for d in target_dbs if d in existing_dbs])
     for note in report.notes:
         say(f"note: {note}")
-    if spec.topology is Topology.TWO_WAY:
-        prechecks.run(
-            [
-                lambda: prechecks.transaction_tables(spec.source, "source"),
-                lambda: prechecks.transaction_tables(spec.target, "target"),
-                lambda: prechecks.keyless_tables(tables, "source"),
-            ],
-            say,
-            spec.name,
-        )
-    _register(spec, store)
     existing = {(t.database, t.name): t for d in target_cat.databases for t in d.tables}
     existing_views = {(v.database, v.name) for d in target_cat.databases for v in d.views}
     post = spec.options.post_indexing
     conn = connect(spec.target)
     try:
-        if MigrationType.SCHEMA in spec.types:
+        if MigrationType.SCHEMA in spec.types and not resumed_in_sync:
+            _enter(store, spec.name, State.SCHEMA_MIGRATION, live)
             _schema_phase(
                 spec,
                 conn,
@@ -157,15 +161,16 @@ def run_migration(
                 report,
                 say,
             )
-        if MigrationType.FULL in spec.types:
-            _full_phase(spec, store, plans, report, say)
+        if MigrationType.FULL in spec.types and not resumed_in_sync:
+            _enter(store, spec.name, State.FULL_MIGRATION, live)
+            _full_phase(spec, store, plans, report, say, live)
             if MigrationType.INCREMENTAL in spec.types and (
                 store.load_checkpoint(spec.name, CHECKED_AFTER_STREAM) is None
             ):
                 store.save_checkpoint(
                     spec.name, CHECKED_AFTER_STREAM, position_now(spec).model_dump()
                 )
-        if MigrationType.SCHEMA in spec.types:
+        if MigrationType.SCHEMA in spec.types and not resumed_in_sync:
             with driver_errors(spec.target):
                 _after_data(spec, conn, plans, views, existing_views, set(existing), post, say)
     finally:
@@ -178,7 +183,7 @@ def run_migration(
                     " changes are applied one by one and may be applied twice after a crash"
                 )
         _incremental_phase(
-            spec, store, [s for s, _ in plans], report, say, stop or threading.Event(), stats
+            spec, store, [s for s, _ in plans], report, say, stop or threading.Event(), live
         )
     report.seconds = time.monotonic() - started
     return report
@@ -212,7 +217,7 @@ def _incremental_phase(
     report: MigrationReport,
     say: Say,
     stop: threading.Event,
-    live: SyncStats | None,
+    live: Live,
 ) -> None:
     skip_before: float | None = None
     two_way = spec.topology is Topology.TWO_WAY
@@ -235,47 +240,49 @@ def _incremental_phase(
 
     def on_state(state: str) -> None:
         say(f"incremental: {'caught up (monitoring)' if state == 'monitoring' else 'catching up'}")
-        store.enter_state(spec.name, f"incremental_{state}")
+        _enter(store, spec.name, State(f"incremental_{state}"), live)
 
-    store.enter_state(spec.name, "incremental_running")
-    try:
-        # The task's creation time in this store tells its checkpoints on the target
-        # from those of an earlier task that had the same name.
-        incarnation = f"{store.get_task(spec.name).created_at:.6f}"
-        stats = run_incremental(
-            spec,
-            start,
-            incarnation,
-            stop,
-            say,
-            on_state=on_state,
-            stats=live,
-            skip_before=skip_before,
-            checked_after=position_from(checked) if checked is not None else None,
-            opposite=spec.reverse_name if two_way else None,
-        )
-        report.synced_rows = stats.rows
-        report.sync_conflicts = stats.conflicts
-    finally:
-        store.enter_state(spec.name, "stopped")
+    _enter(store, spec.name, State.INCREMENTAL_RUNNING, live)
+    # The task's creation time in this store tells its checkpoints on the target
+    # from those of an earlier task that had the same name.
+    incarnation = f"{store.get_task(spec.name).created_at:.6f}"
+    stats = run_incremental(
+        spec,
+        start,
+        incarnation,
+        stop,
+        say,
+        on_state=on_state,
+        stats=live.sync,
+        skip_before=skip_before,
+        checked_after=position_from(checked) if checked is not None else None,
+        opposite=spec.reverse_name if two_way else None,
+    )
+    report.synced_rows = stats.rows
+    report.sync_conflicts = stats.conflicts
 
 
-def _register(spec: TaskSpec, store: MetadataStore) -> None:
-    data = spec.model_dump(mode="json")
-    try:
-        record = store.get_task(spec.name)
-    except ConfigError:
-        store.create_task(spec.name, data, "not_started")
-        return
-    if record.spec != data and without_reverse(record.spec) == without_reverse(data):
-        store.update_spec(spec.name, data)  # the reverse task's options, set later
-    elif record.spec != data:
-        raise ConfigError(
-            "a task with this name already ran with a different spec; resuming it with"
-            " another selection or options could mix two copies",
-            task=spec.name,
-            hint="use a new task name, or restore the original spec",
-        )
+#: the order of the states a run goes through
+_ORDER = (
+    State.PRECHECKING,
+    State.SCHEMA_MIGRATION,
+    State.FULL_MIGRATION,
+    State.INCREMENTAL_RUNNING,
+    State.INCREMENTAL_MONITORING,
+)
+
+
+def _enter(store: MetadataStore, name: str, state: State, live: Live) -> None:
+    """Enter a phase's state. A task resumed in a later phase reruns the earlier
+    (idempotent) schema checks without going back: its state stays."""
+    current = store.get_task(name).state
+    live.phase = state.value
+    if current in INCREMENTAL and state in INCREMENTAL:
+        store.enter_state(name, state)
+    elif current in _ORDER and _ORDER.index(current) > _ORDER.index(state):
+        live.phase = current.value
+    else:
+        store.enter_state(name, state)
 
 
 def _schema_phase(
@@ -346,9 +353,15 @@ def _full_phase(
     plans: list[tuple[Table, Table]],
     report: MigrationReport,
     say: Say,
+    live: Live,
 ) -> None:
     first_run = all(not store.chunk_plan(spec.name, s.qualified) for s, _ in plans)
-    ignore = spec.options.non_empty_target is NonEmptyTarget.IGNORE
+    # A skipped non-empty-target pre-check copies as 'ignore' does: the target's
+    # rows are kept (never emptied by a resumed chunk), clashes recorded.
+    ignore = (
+        spec.options.non_empty_target is NonEmptyTarget.IGNORE
+        or NON_EMPTY_CHECK in store.precheck_skips(spec.name)
+    )
     if first_run:
         if not ignore:
             _refuse_non_empty(spec, [w for _, w in plans])
@@ -410,8 +423,11 @@ def _full_phase(
     finally:
         conn.close()
     progress = make_progress(totals, say)
+    live.copy = progress
 
     def on_done(result: ChunkResult) -> None:
+        live.copied_rows += result.rows
+        live.copied_bytes += result.nbytes
         store.mark_chunk_done(spec.name, result.job.name, result.chunk.index, result.rows)
         for key, detail in result.conflicts:
             store.record_copy_conflict(spec.name, result.job.name, key, detail)

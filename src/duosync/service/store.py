@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from duosync.errors import ConfigError, FatalError
+from duosync.service import states
+from duosync.service.states import State
 
 DB_FILE = "duosync.db"
 
@@ -81,18 +83,81 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             )""",
         ),
     ),
+    (
+        3,
+        "task lifecycle: runner leases, requests, pre-check results and skips",
+        (
+            # A runner owns a task while its lease lasts (renewed every few seconds),
+            # so a second process cannot run it too, and a task whose runner died is
+            # found (expired lease, or a dead pid on this host) and resumed.
+            "ALTER TABLE tasks ADD COLUMN owner TEXT",
+            "ALTER TABLE tasks ADD COLUMN lease_until REAL",
+            # what was asked of the runner in another process ('pause'); it polls this
+            "ALTER TABLE tasks ADD COLUMN request TEXT",
+            # why the task failed, shown until it starts again
+            "ALTER TABLE tasks ADD COLUMN error TEXT",
+            # the states the old versions wrote, mapped into the lifecycle
+            "UPDATE tasks SET state = 'paused' WHERE state = 'stopped'",
+            """CREATE TABLE prechecks (
+                task       TEXT NOT NULL REFERENCES tasks(name) ON DELETE CASCADE,
+                seq        INTEGER NOT NULL,       -- order of the items in the last run
+                name       TEXT NOT NULL,
+                status     TEXT NOT NULL,          -- pass, warn, fail
+                detail     TEXT NOT NULL,
+                at         REAL NOT NULL,
+                PRIMARY KEY (task, name)
+            )""",
+            """CREATE TABLE precheck_skips (
+                task       TEXT NOT NULL REFERENCES tasks(name) ON DELETE CASCADE,
+                name       TEXT NOT NULL,
+                at         REAL NOT NULL,
+                detail     TEXT NOT NULL,          -- the failure that was skipped
+                PRIMARY KEY (task, name)
+            )""",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]
+
+
+class TaskNotFound(ConfigError):
+    """No task of that name in the store (the API answers 404)."""
+
+
+class TaskExists(ConfigError):
+    """A task of that name is already stored (the API answers 409)."""
 
 
 @dataclass(frozen=True)
 class TaskRecord:
     name: str
     spec: dict[str, Any]
-    state: str
+    state: State
     created_at: float
     updated_at: float
+    owner: str | None = None
+    lease_until: float | None = None
+    request: str | None = None
+    error: str | None = None
+
+
+_TASK_COLUMNS = "name, spec, state, created_at, updated_at, owner, lease_until, request, error"
+
+
+def _record(row: Any) -> TaskRecord:
+    return TaskRecord(row[0], json.loads(row[1]), states.parse(row[2]), *row[3:])
+
+
+@dataclass(frozen=True)
+class StoredCheck:
+    """One pre-check item of the task's last pre-check run."""
+
+    name: str
+    status: str
+    detail: str
+    at: float
+    skipped: bool
 
 
 @dataclass(frozen=True)
@@ -164,6 +229,10 @@ class MetadataStore:
             if version <= current:
                 continue
             with self._transaction() as db:
+                # another connection (a thread of the service) may have applied it
+                # since we looked: the write lock we now hold makes this read exact
+                if self.version >= version:
+                    continue
                 for sql in statements:
                     db.execute(sql)
                 # PRAGMA takes no bound parameters; version is our own integer constant.
@@ -173,22 +242,24 @@ class MetadataStore:
 
     # -- tasks ---------------------------------------------------------------------
 
-    def create_task(self, name: str, spec: dict[str, Any], state: str) -> TaskRecord:
+    def create_task(
+        self, name: str, spec: dict[str, Any], state: State = State.NOT_STARTED
+    ) -> TaskRecord:
         now = time.time()
         with self._transaction() as db:
             try:
                 db.execute(
                     "INSERT INTO tasks (name, spec, state, created_at, updated_at)"
                     " VALUES (?, ?, ?, ?, ?)",
-                    (name, json.dumps(spec, sort_keys=True), state, now, now),
+                    (name, json.dumps(spec, sort_keys=True), state.value, now, now),
                 )
             except sqlite3.IntegrityError:
-                raise ConfigError(f"a task named {name!r} already exists", task=name) from None
+                raise TaskExists(f"a task named {name!r} already exists", task=name) from None
             db.execute(
                 "INSERT INTO task_events (task, at, from_state, to_state) VALUES (?, ?, NULL, ?)",
-                (name, now, state),
+                (name, now, state.value),
             )
-        return TaskRecord(name, spec, state, now, now)
+        return self.get_task(name)
 
     def update_spec(self, name: str, spec: dict[str, Any]) -> None:
         """Replace a task's stored spec (a derived spec, e.g. a reverse task's objects
@@ -199,47 +270,57 @@ class MetadataStore:
                 (json.dumps(spec, sort_keys=True), time.time(), name),
             )
 
-    def get_task(self, name: str) -> TaskRecord:
+    def find_task(self, name: str) -> TaskRecord | None:
         row = self._db.execute(
-            "SELECT name, spec, state, created_at, updated_at FROM tasks WHERE name = ?", (name,)
+            f"SELECT {_TASK_COLUMNS} FROM tasks WHERE name = ?", (name,)
         ).fetchone()
-        if row is None:
-            raise ConfigError(f"no task named {name!r}", task=name)
-        return TaskRecord(row[0], json.loads(row[1]), row[2], row[3], row[4])
+        return None if row is None else _record(row)
+
+    def get_task(self, name: str) -> TaskRecord:
+        record = self.find_task(name)
+        if record is None:
+            raise TaskNotFound(f"no task named {name!r}", task=name)
+        return record
 
     def list_tasks(self) -> list[TaskRecord]:
-        rows = self._db.execute(
-            "SELECT name, spec, state, created_at, updated_at FROM tasks ORDER BY name"
-        ).fetchall()
-        return [TaskRecord(r[0], json.loads(r[1]), r[2], r[3], r[4]) for r in rows]
+        rows = self._db.execute(f"SELECT {_TASK_COLUMNS} FROM tasks ORDER BY name").fetchall()
+        return [_record(r) for r in rows]
 
-    def enter_state(self, name: str, new: str) -> None:
-        """Move the task to *new* from whatever state it is in (nothing if already)."""
+    def enter_state(self, name: str, new: State, detail: str = "", action: str = "") -> None:
+        """Move the task to *new* from whatever state it is in (nothing if already
+        there); ``states.IllegalTransition`` if the lifecycle forbids it."""
         current = self.get_task(name).state
         if current != new:
-            self.set_state(name, current, new)
+            self.set_state(name, current, new, detail, action)
 
-    def set_state(self, name: str, expected: str, new: str, detail: str = "") -> None:
-        """Move *name* from *expected* to *new*; the state machine decides legality,
-        this only guarantees no concurrent writer moved it in between."""
+    def set_state(
+        self, name: str, expected: State, new: State, detail: str = "", action: str = ""
+    ) -> None:
+        """Move *name* from *expected* to *new*: the lifecycle (``states``) decides
+        legality, and no concurrent writer may have moved it in between. Entering
+        failed records *detail* as the task's error; leaving it clears it."""
+        states.check(name, expected, new, action)
         now = time.time()
+        error = detail if new is State.FAILED else None
         with self._transaction() as db:
             cur = db.execute(
-                "UPDATE tasks SET state = ?, updated_at = ? WHERE name = ? AND state = ?",
-                (new, now, name, expected),
+                "UPDATE tasks SET state = ?, updated_at = ?, error = ?"
+                " WHERE name = ? AND state = ?",
+                (new.value, now, error, name, expected.value),
             )
             if cur.rowcount != 1:
                 actual = db.execute("SELECT state FROM tasks WHERE name = ?", (name,)).fetchone()
                 if actual is None:
-                    raise ConfigError(f"no task named {name!r}", task=name)
+                    raise TaskNotFound(f"no task named {name!r}", task=name)
                 raise FatalError(
-                    f"task state is {actual[0]!r}, not {expected!r}: another process changed it",
+                    f"task state is {actual[0]!r}, not {expected.value!r}: another process"
+                    " changed it",
                     task=name,
                 )
             db.execute(
                 "INSERT INTO task_events (task, at, from_state, to_state, detail)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (name, now, expected, new, detail),
+                (name, now, expected.value, new.value, detail),
             )
 
     def history(self, name: str) -> list[TaskEvent]:
@@ -249,9 +330,81 @@ class MetadataStore:
         ).fetchall()
         return [TaskEvent(*r) for r in rows]
 
+    def note(self, name: str, detail: str) -> None:
+        """Record an event that changes no state (e.g. a skipped pre-check)."""
+        state = self.get_task(name).state.value
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO task_events (task, at, from_state, to_state, detail)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (name, time.time(), state, state, detail),
+            )
+
     def delete_task(self, name: str) -> None:
         with self._transaction() as db:
             db.execute("DELETE FROM tasks WHERE name = ?", (name,))
+
+    # -- runner leases and requests -----------------------------------------------
+
+    def claim(self, name: str, owner: str, seconds: float, stale: str | None = None) -> bool:
+        """Take (or renew) the task's lease for *owner*: free, expired, already ours,
+        or held by *stale* (an owner known dead). Whether we hold it now."""
+        now = time.time()
+        with self._transaction() as db:
+            cur = db.execute(
+                "UPDATE tasks SET owner = ?, lease_until = ? WHERE name = ? AND ("
+                " owner IS NULL OR owner = ? OR lease_until < ? OR owner = ?)",
+                (owner, now + seconds, name, owner, now, stale or owner),
+            )
+            return cur.rowcount == 1
+
+    def unclaim(self, name: str, owner: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE tasks SET owner = NULL, lease_until = NULL WHERE name = ? AND owner = ?",
+                (name, owner),
+            )
+
+    def set_request(self, name: str, request: str | None) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE tasks SET request = ? WHERE name = ?", (request, name))
+
+    # -- pre-checks ----------------------------------------------------------------
+
+    def save_prechecks(self, name: str, results: list[tuple[str, str, str]]) -> None:
+        """Replace the task's pre-check results with (name, status, detail) items."""
+        now = time.time()
+        with self._transaction() as db:
+            db.execute("DELETE FROM prechecks WHERE task = ?", (name,))
+            db.executemany(
+                "INSERT INTO prechecks (task, seq, name, status, detail, at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(name, i, n, st, d, now) for i, (n, st, d) in enumerate(results)],
+            )
+
+    def prechecks(self, name: str) -> list[StoredCheck]:
+        rows = self._db.execute(
+            "SELECT p.name, p.status, p.detail, p.at, s.name IS NOT NULL FROM prechecks p"
+            " LEFT JOIN precheck_skips s ON s.task = p.task AND s.name = p.name"
+            " WHERE p.task = ? ORDER BY p.seq",
+            (name,),
+        ).fetchall()
+        return [StoredCheck(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows]
+
+    def skip_precheck(self, name: str, item: str, detail: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO precheck_skips (task, name, at, detail) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (task, name) DO UPDATE SET at = excluded.at,"
+                " detail = excluded.detail",
+                (name, item, time.time(), detail),
+            )
+
+    def precheck_skips(self, name: str) -> dict[str, str]:
+        rows = self._db.execute(
+            "SELECT name, detail FROM precheck_skips WHERE task = ?", (name,)
+        ).fetchall()
+        return {r[0]: r[1] for r in rows}
 
     # -- checkpoints ---------------------------------------------------------------
 

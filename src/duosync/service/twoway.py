@@ -22,7 +22,9 @@ from duosync.core.positions import position_from
 from duosync.endpoints import open_inspector
 from duosync.errors import ConfigError
 from duosync.service import prechecks
+from duosync.service.live import Live
 from duosync.service.positions import start_position
+from duosync.service.states import INCREMENTAL, State
 from duosync.service.store import MetadataStore
 from duosync.spec import (
     ConflictPolicy,
@@ -40,9 +42,21 @@ Say = Callable[[str], None]
 #: the reverse task's first position, kept in the metadata store
 START_STREAM = "incremental_start"
 #: forward states in which a reverse task that ran before may start again (the
-#: forward task catching up after its own restart is fine; stopped is not)
-_RESTART_STATES = frozenset({"incremental_running", "incremental_monitoring"})
-_FIRST_START_STATE = "incremental_monitoring"
+#: forward task catching up after its own restart is fine; paused is not)
+_RESTART_STATES = INCREMENTAL
+_FIRST_START_STATE = State.INCREMENTAL_MONITORING
+#: a reverse task is named after its forward task: NAME.reverse
+REVERSE_SUFFIX = ".reverse"
+
+
+def forward_of(store: MetadataStore, name: str) -> TaskSpec | None:
+    """The forward task's spec when *name* is the reverse task of a two-way sync."""
+    if not name.endswith(REVERSE_SUFFIX):
+        return None
+    record = store.find_task(name[: -len(REVERSE_SUFFIX)])
+    if record is None or record.spec.get("topology") != Topology.TWO_WAY.value:
+        return None
+    return TaskSpec.model_validate(record.spec)
 
 
 def reverse_spec(forward: TaskSpec, tables: Sequence[Table]) -> TaskSpec:
@@ -94,9 +108,11 @@ def run_reverse(
     stop: threading.Event,
     *,
     stats: SyncStats | None = None,
+    live: Live | None = None,
 ) -> SyncStats:
-    """Start (or resume) the reverse task of *forward* and sync until *stop*."""
-    _check_forward(forward, store)
+    """Run (start or resume) the reverse task of *forward*, stored and made active
+    by the task service, and sync until *stop*."""
+    check_forward(forward, store)
     with open_inspector(forward.source) as insp:
         catalog = insp.catalog(forward.select.candidate_databases(insp.list_databases()))
     tables = forward.selected_tables(catalog)
@@ -122,10 +138,7 @@ def run_reverse(
         spec.name,
     )
     data = spec.model_dump(mode="json")
-    try:
-        record = store.get_task(spec.name)
-    except ConfigError:
-        record = store.create_task(spec.name, data, "not_started")
+    record = store.get_task(spec.name)
     if record.spec != data:
         store.update_spec(spec.name, data)
         say(f"reverse: objects matched again from {forward.name}: {len(spec.select.objects)}")
@@ -140,28 +153,33 @@ def run_reverse(
         f" {len(reverse_tables)} tables, conflicts: {policy.value}"
     )
 
+    live = live if live is not None else Live()
+    if stats is not None:
+        live.sync = stats
+
+    def enter(state: State) -> None:
+        live.phase = state.value
+        store.enter_state(spec.name, state)
+
     def on_state(state: str) -> None:
         say(f"reverse: {'caught up (monitoring)' if state == 'monitoring' else 'catching up'}")
-        store.enter_state(spec.name, f"incremental_{state}")
+        enter(State(f"incremental_{state}"))
 
-    store.enter_state(spec.name, "incremental_running")
-    try:
-        return run_incremental(
-            spec,
-            start,
-            f"{store.get_task(spec.name).created_at:.6f}",
-            stop,
-            say,
-            on_state=on_state,
-            stats=stats,
-            opposite=forward.name,
-            ddl=False,
-        )
-    finally:
-        store.enter_state(spec.name, "stopped")
+    enter(State.INCREMENTAL_RUNNING)
+    return run_incremental(
+        spec,
+        start,
+        f"{store.get_task(spec.name).created_at:.6f}",
+        stop,
+        say,
+        on_state=on_state,
+        stats=live.sync,
+        opposite=forward.name,
+        ddl=False,
+    )
 
 
-def _check_forward(forward: TaskSpec, store: MetadataStore) -> None:
+def check_forward(forward: TaskSpec, store: MetadataStore) -> None:
     """Refuse to start the reverse task unless the forward task allows it now."""
     if forward.topology is not Topology.TWO_WAY:
         raise ConfigError(
@@ -195,7 +213,7 @@ def _check_forward(forward: TaskSpec, store: MetadataStore) -> None:
         )
         raise ConfigError(
             f"the reverse task can be {'configured and ' if first else ''}started only while"
-            f" the forward task {when}; its state is {record.state!r}",
+            f" the forward task {when}; its state is {record.state.value!r}",
             task=forward.reverse_name,
             hint="run the forward task (duosync migrate -f <spec>) and wait until it says"
             " 'caught up (monitoring)'",

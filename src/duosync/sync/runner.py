@@ -19,6 +19,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -54,6 +55,8 @@ class SyncStats:
     """What the phase did so far, for progress lines, metrics and tests."""
 
     rows: int = 0
+    #: bytes of the row images applied
+    bytes: int = 0
     transactions: int = 0
     batches: int = 0
     #: changes recorded in the conflict log (sync.conflicts)
@@ -65,7 +68,8 @@ class SyncStats:
     position: Position | None = None
     monitoring: bool = False
     started: float = field(default_factory=time.monotonic)
-    lags: list[float] = field(default_factory=list)
+    #: the latest lags seen, one per batch (bounded: a service runs for months)
+    lags: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
 
 
 def run_incremental(
@@ -217,6 +221,7 @@ def _loop(
         # What every partition holds may leave the source's change log.
         stream.confirm(min(checkpoints))
         stats.rows += batch.rows
+        stats.bytes += batch.nbytes
         stats.transactions += batch.transactions
         stats.batches += 1
         stats.position = batch.last

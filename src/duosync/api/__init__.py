@@ -1,0 +1,1 @@
+"""The REST API, console and metrics of ``duosync serve``."""

@@ -1,0 +1,80 @@
+"""How a task is shown outside the service (API, console, ``duosync task show``):
+plain JSON-able dicts, never a password."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from duosync.config import Endpoint
+from duosync.service.live import Live
+from duosync.service.runner import runnable
+from duosync.service.states import ACTIVE, State
+from duosync.service.store import MetadataStore, TaskRecord
+from duosync.service.tasks import public_spec
+from duosync.service.twoway import REVERSE_SUFFIX
+
+#: the actions the API offers, and the states each is allowed from
+_ACTIONS: dict[str, frozenset[State]] = {
+    "start": frozenset({State.NOT_STARTED, State.FAILED}),
+    "pause": ACTIVE,
+    "resume": frozenset({State.PAUSED}),
+    "release": frozenset({State.NOT_STARTED, State.PAUSED, State.FAILED, State.COMPLETED}),
+}
+
+
+def _display(endpoint: Any) -> str:
+    try:
+        return Endpoint.model_validate(endpoint).display
+    except ValueError:  # pydantic's ValidationError: a spec of another version
+        return "?"
+
+
+def task_summary(store: MetadataStore, record: TaskRecord, live: Live | None) -> dict[str, Any]:
+    spec = record.spec
+    two_way = spec.get("topology") == "two-way"
+    reverse_name = f"{record.name}{REVERSE_SUFFIX}"
+    reverse = store.find_task(reverse_name) if two_way else None
+    actions = [a for a, allowed in _ACTIONS.items() if record.state in allowed]
+    if (
+        two_way
+        and record.state is State.INCREMENTAL_MONITORING
+        and (reverse is None or reverse.state is State.RELEASED)
+    ):
+        actions.append("configure_reverse")
+    forward = record.name[: -len(REVERSE_SUFFIX)] if record.name.endswith(REVERSE_SUFFIX) else None
+    return {
+        "name": record.name,
+        "state": record.state.value,
+        "error": record.error,
+        "kind": "reverse" if forward and store.find_task(forward) else spec.get("topology"),
+        "forward_task": forward if forward and store.find_task(forward) else None,
+        "source": _display(spec.get("source")),
+        "target": _display(spec.get("target")),
+        "types": spec.get("types", []),
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+        "runner": record.owner if not runnable(record) and record.state in ACTIVE else None,
+        "actions": actions,
+        "reverse_task": None
+        if reverse is None
+        else {"name": reverse.name, "state": reverse.state.value},
+        "progress": None if live is None else live.snapshot(),
+    }
+
+
+def task_detail(store: MetadataStore, record: TaskRecord, live: Live | None) -> dict[str, Any]:
+    out = task_summary(store, record, live)
+    out["spec"] = public_spec(record.spec)
+    out["prechecks"] = prechecks(store, record.name)
+    out["history"] = [
+        {"at": e.at, "from": e.from_state, "to": e.to_state, "detail": e.detail}
+        for e in store.history(record.name)
+    ]
+    return out
+
+
+def prechecks(store: MetadataStore, name: str) -> list[dict[str, Any]]:
+    return [
+        {"name": c.name, "status": c.status, "detail": c.detail, "at": c.at, "skipped": c.skipped}
+        for c in store.prechecks(name)
+    ]

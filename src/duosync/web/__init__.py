@@ -1,0 +1,1 @@
+"""The web console: static files served by ``duosync serve`` under /console/."""
