@@ -600,4 +600,8 @@ def main() -> None:
 from duosync import cli_tasks  # noqa: E402, F401
 
 if __name__ == "__main__":
-    main()
+    # Run as ``python -m duosync.cli``, this file is ``__main__``, while cli_tasks
+    # registered its commands on the importable ``duosync.cli``: run that one.
+    from duosync.cli import main as _main
+
+    _main()

@@ -68,10 +68,7 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
     log = tmp_path / "serve.log"
     env = dict(os.environ, DUOSYNC_API_TOKEN=token, DUOSYNC_PLAIN="1")
     home = tmp_path / "home"
-    # Not `python -m duosync.cli`: run as __main__, that module is not the duosync.cli
-    # that cli_tasks registers `serve` on ("No such command 'serve'").
-    entry = "from duosync.cli import main; main()"
-    cmd = [sys.executable, "-c", entry, "--home", str(home), "serve", "--port", str(port)]
+    cmd = [sys.executable, "-m", "duosync.cli", "--home", str(home), "serve", "--port", str(port)]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     server = Serve(f"http://127.0.0.1:{port}", token, proc, log)

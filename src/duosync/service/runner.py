@@ -102,6 +102,8 @@ class TaskRun:
     paused: bool = False
     #: set when the process shuts down: leave the state, the next service resumes
     shutdown: bool = False
+    #: a foreground run (duosync migrate): *stop* is the user's Ctrl-C, a pause
+    pause_on_stop: bool = False
     report: MigrationReport = field(default_factory=MigrationReport)
 
     def run(self) -> State:
@@ -149,9 +151,10 @@ class TaskRun:
             store.enter_state(self.name, State.FAILED, f"internal error: {exc!r}")
             raise
         state = store.get_task(self.name).state
-        if self.paused:
+        if self.paused or (self.pause_on_stop and self.stop.is_set() and not self.shutdown):
             store.set_request(self.name, None)
-            store.enter_state(self.name, State.PAUSED, "paused on request", "pause")
+            why = "paused on request" if self.paused else "stopped by the user (Ctrl-C)"
+            store.enter_state(self.name, State.PAUSED, why, "pause")
         elif not self.stop.is_set() and state in (State.SCHEMA_MIGRATION, State.FULL_MIGRATION):
             store.enter_state(self.name, State.COMPLETED)
         return store.get_task(self.name).state

@@ -14,6 +14,7 @@ transaction as the rows it covers (DESIGN.md section 3.2).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
@@ -178,6 +179,9 @@ class MetadataStore:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a migration's
             # DDL and its version bump are one transaction.
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            # task specs hold passwords: the file is its owner's only
+            with contextlib.suppress(PermissionError):  # another user's file: theirs to set
+                self.path.chmod(0o600)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open metadata store {self.path}: {exc}") from None
         try:

@@ -29,6 +29,7 @@ from duosync.service.prechecks import CheckResult
 from duosync.service.runner import PAUSE, TaskRun, owner_dead, runnable
 from duosync.service.states import ACTIVE, INCREMENTAL, IllegalTransition, State
 from duosync.service.store import MetadataStore, TaskRecord
+from duosync.service.stored import stored_spec
 from duosync.service.twoway import check_forward, forward_of, reverse_spec
 from duosync.spec import MigrationType, ReverseOptions, TaskSpec, Topology
 from duosync.specfile import parse_spec
@@ -36,31 +37,8 @@ from duosync.specfile import parse_spec
 Say = Callable[[str], None]
 Prechecks = Callable[[TaskSpec], list[CheckResult]]
 
-#: what a password is shown as
-HIDDEN = "********"
 #: phase states a paused task may resume into
 _RESUMABLE = (State.SCHEMA_MIGRATION, State.FULL_MIGRATION, State.INCREMENTAL_RUNNING)
-
-
-def stored_spec(spec: TaskSpec) -> dict[str, Any]:
-    """The spec as the store keeps it: JSON, with the passwords."""
-    data = spec.model_dump(mode="json")
-    for side in ("source", "target"):
-        secret = getattr(spec, side).password
-        data[side]["password"] = None if secret is None else secret.get_secret_value()
-    return data
-
-
-def public_spec(data: dict[str, Any]) -> dict[str, Any]:
-    """A stored spec without its passwords."""
-    out = dict(data)
-    for side in ("source", "target"):
-        if isinstance(out.get(side), dict):
-            endpoint = dict(out[side])
-            if endpoint.get("password") is not None:
-                endpoint["password"] = HIDDEN
-            out[side] = endpoint
-    return out
 
 
 def default_prechecks(spec: TaskSpec) -> list[CheckResult]:
@@ -307,7 +285,7 @@ def run_foreground(
         )
     elif record.state in ACTIVE and owner_dead(record.owner):
         say(f"task {name}: its runner {record.owner} is gone; resuming")
-    run = TaskRun(store.path, name, say, prechecks)
+    run = TaskRun(store.path, name, say, prechecks, pause_on_stop=True)
     if live is not None:
         run.live = live
     if stop is not None:
@@ -341,6 +319,7 @@ def run_reverse_foreground(
     prechecks: Prechecks = default_prechecks,
 ) -> ForegroundResult:
     """``duosync reverse -f``: configure the reverse task if needed, and run it here."""
+    check_forward(forward, store)  # before anything is stored: a clear refusal
     ensure_task(store, forward)  # the reverse options may have been added
     if store.find_task(forward.reverse_name) is None:
         configure_reverse(store, forward.name)

@@ -26,6 +26,7 @@ from duosync.service.live import Live
 from duosync.service.positions import start_position
 from duosync.service.states import INCREMENTAL, State
 from duosync.service.store import MetadataStore
+from duosync.service.stored import stored_spec
 from duosync.spec import (
     ConflictPolicy,
     MigrationType,
@@ -132,12 +133,11 @@ def run_reverse(
         [
             lambda: prechecks.transaction_tables(forward.source, "forward task's source"),
             lambda: prechecks.transaction_tables(forward.target, "forward task's target"),
-            lambda: prechecks.keyless_tables(reverse_tables, "forward task's target"),
         ],
         say,
         spec.name,
     )
-    data = spec.model_dump(mode="json")
+    data = stored_spec(spec)
     record = store.get_task(spec.name)
     if record.spec != data:
         store.update_spec(spec.name, data)
@@ -196,7 +196,7 @@ def check_forward(forward: TaskSpec, store: MetadataStore) -> None:
             task=forward.name,
             hint="start it first: duosync migrate -f <its spec>, then run reverse again",
         ) from None
-    if without_reverse(record.spec) != without_reverse(forward.model_dump(mode="json")):
+    if without_reverse(record.spec) != without_reverse(stored_spec(forward)):
         raise ConfigError(
             "this spec differs from the one the forward task runs with; the reverse task's"
             " objects and options come from the forward task's spec",

@@ -10,7 +10,7 @@ from duosync.service.live import Live
 from duosync.service.runner import runnable
 from duosync.service.states import ACTIVE, State
 from duosync.service.store import MetadataStore, TaskRecord
-from duosync.service.tasks import public_spec
+from duosync.service.stored import public_spec
 from duosync.service.twoway import REVERSE_SUFFIX
 
 #: the actions the API offers, and the states each is allowed from
