@@ -171,6 +171,14 @@ def test_a_task_s_life_through_the_api(
         time.sleep(0.2)
     assert _rows(mariadb2, f"{dst}.acct") == _rows(mariadb1, f"{src}.acct")
 
+    verified = client.post("/api/v1/tasks/api-life/verify").json()
+    assert verified["differs"] is False and verified["rows"] == 20000
+    assert verified["tables"][0]["target"] == f"{dst}.acct"
+
+    verified = client.post("/api/v1/tasks/api-life/verify").json()
+    assert verified["differs"] is False and verified["rows"] == 20000
+    assert verified["tables"][0]["target"] == f"{dst}.acct"
+
     progress = client.get("/api/v1/tasks/api-life/progress").json()
     assert progress["synced_rows"] >= 100 and progress["lag_seconds"] is not None
     metrics = client.get("/metrics").text

@@ -12,8 +12,10 @@ input, 502 when a database the action needs cannot be reached.
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,8 +34,9 @@ from duosync.service.conflicts import task_conflicts
 from duosync.service.states import IllegalTransition
 from duosync.service.store import MetadataStore, TaskExists, TaskNotFound
 from duosync.service.supervisor import Supervisor
-from duosync.spec import ReverseOptions
+from duosync.spec import ReverseOptions, TaskSpec
 from duosync.specfile import parse_spec
+from duosync.verify import verify_task
 
 API = "/api/v1"
 
@@ -211,6 +214,22 @@ def create_app(db: Path, token: str, *, supervisor: Supervisor | None = None) ->
         """The task's conflict log (with before, after and target images)."""
         st.get_task(name)
         return task_conflicts(st, name, None, limit=limit).as_json()
+
+    @app.post(f"{API}/tasks/{{name}}/verify", dependencies=auth, tags=["actions"])
+    def verify(st: Store, name: str) -> dict[str, Any]:
+        """Compare the task's source and target now (chunk checksums, then the rows
+        of differing chunks; rows in flight rechecked after the sync's lag). The
+        same as ``duosync verify -f SPEC``, answered when done."""
+        spec = TaskSpec.model_validate(st.get_task(name).spec)
+        report = verify_task(spec, say=logging.getLogger(f"duosync.task.{name}").info)
+        return {
+            "task": report.task,
+            "differs": report.differs,
+            "rows": report.rows,
+            "seconds": round(report.seconds, 3),
+            "tables": [asdict(t) for t in report.tables],
+            "recheck": None if report.recheck is None else asdict(report.recheck),
+        }
 
     @app.get("/metrics", dependencies=auth, tags=["metrics"])
     def metrics(st: Store) -> Response:
