@@ -140,7 +140,8 @@ class TaskRun:
             record = store.get_task(self.name)
             if record.state is State.PRECHECKING and not self._precheck(store, record):
                 return State.FAILED
-            self._phases(store, store.get_task(self.name))
+            if not self.stop.is_set():  # a pause asked during the pre-checks: no phase
+                self._phases(store, store.get_task(self.name))
         except DuosyncError as exc:
             if not self.shutdown:
                 store.enter_state(self.name, State.FAILED, str(exc))
