@@ -90,8 +90,6 @@ class Supervisor:
             if not runnable(record):
                 continue
             run = TaskRun(self.db, record.name, _logger(record.name), self.prechecks)
-            if mine is not None and not mine.run.live.phase:
-                run.live = mine.run.live
             thread = threading.Thread(
                 target=_run, args=(run,), name=f"task {record.name}", daemon=True
             )

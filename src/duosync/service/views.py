@@ -42,12 +42,14 @@ def task_summary(store: MetadataStore, record: TaskRecord, live: Live | None) ->
     ):
         actions.append("configure_reverse")
     forward = record.name[: -len(REVERSE_SUFFIX)] if record.name.endswith(REVERSE_SUFFIX) else None
+    if forward is not None and store.find_task(forward) is None:
+        forward = None  # a one-way task that merely ends in .reverse
     return {
         "name": record.name,
         "state": record.state.value,
         "error": record.error,
-        "kind": "reverse" if forward and store.find_task(forward) else spec.get("topology"),
-        "forward_task": forward if forward and store.find_task(forward) else None,
+        "kind": "reverse" if forward else spec.get("topology"),
+        "forward_task": forward,
         "source": _display(spec.get("source")),
         "target": _display(spec.get("target")),
         "types": spec.get("types", []),
