@@ -47,6 +47,8 @@ def task_list(ctx: Context, as_json: bool) -> None:
         click.echo("no tasks")
     for r in rows:
         extra = f"  ({r['error']})" if r["error"] else ""
+        if r["health"]["retrying"]:
+            extra = f"  (retrying, attempt {r['health']['attempts']}: {r['health']['last_error']})"
         click.echo(f"{r['name']:<32} {r['state']:<24} {r['source']} -> {r['target']}{extra}")
 
 
@@ -69,13 +71,28 @@ def task_show(ctx: Context, name: str, as_json: bool) -> None:
     )
     if detail["error"]:
         click.echo(f"  error: {detail['error']}")
+    h = detail["health"]
+    if h["retrying"]:
+        nxt = f", next attempt at {_when(h['next_attempt_at'])}" if h["next_attempt_at"] else ""
+        click.echo(
+            f"  retrying: {h['attempts']} failed attempts since {_when(h['since'])}{nxt};"
+            f" last error: {h['last_error']}"
+        )
+    elif h["retries_total"]:
+        click.echo(f"  healthy ({h['retries_total']} retries in all)")
     if detail["actions"]:
         click.echo(f"  actions: {', '.join(detail['actions'])}")
     for c in detail["prechecks"]:
         skipped = " (skipped)" if c["skipped"] else ""
         click.echo(f"  pre-check {c['name']}: {c['status']}{skipped}: {c['detail']}")
     for e in detail["history"]:
-        arrow = f"{e['from']} -> {e['to']}" if e["from"] else e["to"]
+        arrow = (
+            f"{e['kind']} ({e['to']})"
+            if e["kind"] in ("retry", "recovered")
+            else f"{e['from']} -> {e['to']}"
+            if e["from"] and e["from"] != e["to"]
+            else e["to"]
+        )
         note = f"  {e['detail']}" if e["detail"] else ""
         click.echo(f"  {_when(e['at'])}  {arrow}{note}")
 

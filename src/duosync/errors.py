@@ -75,12 +75,17 @@ class FatalError(DuosyncError):
 
 
 class RetriableError(DuosyncError):
-    """A condition that may pass by itself: retrying later is reasonable."""
+    """A condition that may pass by itself: the task runner retries the phase with
+    back-off for as long as ``options.retry_for`` allows (``service.healing``)."""
 
     kind = "retriable"
+    #: seconds after which a streak of this error is given up even if the task's
+    #: retry_for is longer (None: the task's limit); for errors only likely transient
+    give_up_after: float | None = None
 
 
 class DataError(DuosyncError):
-    """One row or change cannot be applied; the task records it and continues."""
+    """One row or change cannot be applied: the task stops naming it, or with
+    ``options.on_data_error: skip`` records it in the conflict log and goes on."""
 
     kind = "data error"

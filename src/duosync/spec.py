@@ -39,6 +39,7 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidatorFunctionWrapHandler,
@@ -72,6 +73,55 @@ class ConflictPolicy(StrEnum):
 
     IGNORE = "ignore"  #: keep the target's row
     OVERWRITE = "overwrite"  #: the source's row wins
+
+
+class OnDataError(StrEnum):
+    """What incremental sync does with a row the target refuses (a value out of
+    range, a NOT NULL or foreign-key violation ...)."""
+
+    STOP = "stop"  #: the task fails, naming the row, its table and position
+    SKIP = "skip"  #: the row is recorded in the conflict log with its images; go on
+
+
+#: retry_for's default: a day, so a weekend-long outage still needs no person
+DEFAULT_RETRY_FOR = 24 * 3600.0
+_DURATION = re.compile(
+    r"^(?:(?P<d>\d+(?:\.\d+)?)d)?(?:(?P<h>\d+(?:\.\d+)?)h)?"
+    r"(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?$"
+)
+_UNIT_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds of a duration written as a number of seconds or as ``90s``, ``30m``,
+    ``24h``, ``1h30m``, ``7d`` (units in that order)."""
+    if isinstance(value, bool):
+        raise ValueError("a duration such as 30s, 15m, 24h or a number of seconds")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        match = _DURATION.match(text)
+        if text and re.fullmatch(r"\d+(?:\.\d+)?", text):
+            seconds = float(text)
+        elif not text or match is None or not any(match.groupdict().values()):
+            raise ValueError(
+                f"{show_value(value)} is not a duration: write e.g. 30s, 15m, 24h, 1h30m, 7d"
+                " or a number of seconds"
+            )
+        else:
+            seconds = sum(
+                float(n) * _UNIT_SECONDS[unit] for unit, n in match.groupdict().items() if n
+            )
+    else:
+        raise ValueError("a duration such as 30s, 15m, 24h or a number of seconds")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+#: seconds, written as a duration (``parse_duration``)
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0, le=365 * 86400.0)]
 
 
 class Topology(StrEnum):
@@ -446,6 +496,13 @@ class Options(_Spec):
     #: (sync.conflicts). Unset: a one-way task writes the source's row state whatever
     #: the target holds and records nothing; a two-way task uses overwrite.
     conflict: ConflictPolicy | None = None
+    #: how long a phase that fails with a transient fault (a lost connection, a
+    #: restarting server, a deadlock ...) is retried, with back-off, before the task
+    #: fails (service.healing); 0 fails at once
+    retry_for: Duration = DEFAULT_RETRY_FOR
+    #: incremental sync: a row the target refuses stops the task, or is recorded in
+    #: the conflict log and skipped
+    on_data_error: OnDataError = OnDataError.STOP
 
 
 #: fields of a task that the reverse task of a two-way sync takes from its forward task
@@ -461,6 +518,8 @@ class ReverseOptions(_Spec):
     rate_bytes_per_second: int | None = Field(default=None, gt=0)
     conflict: ConflictPolicy = ConflictPolicy.OVERWRITE
     heartbeat_seconds: int | None = Field(default=None, ge=1, le=60)
+    retry_for: Duration = DEFAULT_RETRY_FOR
+    on_data_error: OnDataError = OnDataError.STOP
 
     @model_validator(mode="before")
     @classmethod
@@ -482,6 +541,8 @@ class ReverseOptions(_Spec):
             rate_bytes_per_second=self.rate_bytes_per_second,
             conflict=self.conflict,
             heartbeat_seconds=self.heartbeat_seconds,
+            retry_for=self.retry_for,
+            on_data_error=self.on_data_error,
         )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from importlib import resources
@@ -41,10 +41,10 @@ from duosync.verify import verify_task
 API = "/api/v1"
 
 
-def _store(request: Request) -> Iterator[MetadataStore]:
-    # one connection per request: the store is not shared between threads
-    with MetadataStore(request.app.state.db) as st:
-        yield st
+def _store(request: Request) -> MetadataStore:
+    # One store for the app: it gives every request thread a connection of its own.
+    store: MetadataStore = request.app.state.store
+    return store
 
 
 Store = Annotated[MetadataStore, Depends(_store)]
@@ -71,6 +71,7 @@ def create_app(db: Path, token: str, *, supervisor: Supervisor | None = None) ->
         finally:
             if own:
                 sup.shutdown()
+            store.close()
 
     app = FastAPI(
         title="duosync",
@@ -79,8 +80,10 @@ def create_app(db: Path, token: str, *, supervisor: Supervisor | None = None) ->
         " pause, resume, release, pre-checks, progress and conflicts.",
         lifespan=lifespan,
     )
+    store = MetadataStore(db)
     app.state.supervisor = sup
     app.state.db = db
+    app.state.store = store
 
     def authorized(authorization: Annotated[str | None, Header()] = None) -> None:
         given = (authorization or "").removeprefix("Bearer ").strip()

@@ -48,10 +48,29 @@ class _Tasks(Collector):
             "Changes recorded in the conflict log by this run",
             labels=["task"],
         )
+        retries = CounterMetricFamily(
+            "duosync_task_retries",
+            "Phase attempts that failed with a transient fault and were retried",
+            labels=["task"],
+        )
+        last_error = GaugeMetricFamily(
+            "duosync_task_last_error_timestamp_seconds",
+            "Unix time of the task's last error (retried or not)",
+            labels=["task"],
+        )
+        healthy = GaugeMetricFamily(
+            "duosync_task_healthy",
+            "1 while the task is not failed and not retrying, else 0",
+            labels=["task"],
+        )
         live = self.supervisor.running()
         for record in self.store.list_tasks():
             for state in State:
                 phase.add_metric([record.name, state.value], 1.0 if state is record.state else 0.0)
+            retries.add_metric([record.name], float(record.retries_total))
+            healthy.add_metric([record.name], 1.0 if record.healthy else 0.0)
+            if record.last_error_at is not None:
+                last_error.add_metric([record.name], record.last_error_at)
             figures = live.get(record.name)
             if figures is None:
                 continue
@@ -62,7 +81,7 @@ class _Tasks(Collector):
                 lag.add_metric([record.name], figures.sync.lag)
             rows.add_metric([record.name], float(figures.totals()[0]))
             conflicts.add_metric([record.name], float(figures.sync.conflicts))
-        yield from (phase, rows_s, bytes_s, lag, rows, conflicts)
+        yield from (phase, rows_s, bytes_s, lag, rows, conflicts, retries, last_error, healthy)
 
 
 def metrics_text(store: MetadataStore, supervisor: Supervisor) -> tuple[bytes, str]:

@@ -18,6 +18,18 @@ from duosync.sync.runner import SyncStats
 
 #: seconds over which rows/s and bytes/s are measured
 WINDOW = 5.0
+#: seconds between points of the last hour's chart, and how many are kept
+CHART_EVERY = 10.0
+CHART_POINTS = 360
+
+
+@dataclass(frozen=True)
+class ChartPoint:
+    """One point of the task's last-hour chart: Unix time, rows/s, lag (s)."""
+
+    at: float
+    rows_per_second: float
+    lag_seconds: float | None
 
 
 @dataclass
@@ -27,22 +39,44 @@ class Live:
     copy: Progress | None = None
     copied_rows: int = 0
     copied_bytes: int = 0
+    copied_chunks: int = 0
     sync: SyncStats = field(default_factory=SyncStats)
+    #: whether the run is in a streak of retried failures (service.healing)
+    retrying: bool = False
     _samples: deque[tuple[float, int, int]] = field(default_factory=lambda: deque(maxlen=64))
+    chart: deque[ChartPoint] = field(default_factory=lambda: deque(maxlen=CHART_POINTS))
+    #: set when the run ends: its figures stop moving, its rates are 0
+    ended: bool = False
+
+    def progress(self) -> int:
+        """A number that grows whenever the run shows it works: a chunk copied, a
+        batch applied, a change or heartbeat read. Healing watches it to tell a
+        recovered task from one still failing."""
+        return self.copied_chunks + self.sync.batches + self.sync.reads
 
     def totals(self) -> tuple[int, int]:
         """Rows and bytes written by this run so far (copied plus synced)."""
         return self.copied_rows + self.sync.rows, self.copied_bytes + self.sync.bytes
 
     def sample(self, now: float | None = None) -> None:
+        """Called every second by the run's lease thread."""
         rows, nbytes = self.totals()
-        self._samples.append((time.monotonic() if now is None else now, rows, nbytes))
+        at = time.monotonic() if now is None else now
+        self._samples.append((at, rows, nbytes))
+        wall = time.time()
+        if not self.chart or wall - self.chart[-1].at >= CHART_EVERY:
+            self.chart.append(ChartPoint(wall, round(self.rates(at)[0], 1), self.sync.lag))
 
-    def rates(self) -> tuple[float, float]:
-        """Rows/s and bytes/s over the last ``WINDOW`` seconds of samples."""
-        if len(self._samples) < 2:
+    def rates(self, now: float | None = None) -> tuple[float, float]:
+        """Rows/s and bytes/s over the last ``WINDOW`` seconds of samples; 0 once
+        the run ended or stopped sampling (figures of a run that is gone must not
+        look current)."""
+        if len(self._samples) < 2 or self.ended:
             return 0.0, 0.0
         last = self._samples[-1]
+        current = time.monotonic() if now is None else now
+        if current - last[0] > 2 * WINDOW:
+            return 0.0, 0.0
         first = next((s for s in self._samples if last[0] - s[0] <= WINDOW + 0.5), self._samples[0])
         span = last[0] - first[0]
         if span <= 0:
@@ -62,7 +96,16 @@ class Live:
             "conflicts": self.sync.conflicts,
             "synced_rows": self.sync.rows,
             "echoes_dropped": self.sync.echoes,
+            "retrying": self.retrying,
             "copy": None,
+            "chart": [
+                {
+                    "at": round(p.at, 1),
+                    "rows_per_second": p.rows_per_second,
+                    "lag_seconds": None if p.lag_seconds is None else round(p.lag_seconds, 3),
+                }
+                for p in self.chart
+            ],
         }
         if self.copy is not None:
             f = self.copy.total_figures()

@@ -427,6 +427,7 @@ def _full_phase(
 
     def on_done(result: ChunkResult) -> None:
         live.copied_rows += result.rows
+        live.copied_chunks += 1
         live.copied_bytes += result.nbytes
         store.mark_chunk_done(spec.name, result.job.name, result.chunk.index, result.rows)
         for key, detail in result.conflicts:

@@ -80,10 +80,14 @@ class _Selection:
     problem: str | None = None
 
 
-def task_prechecks(spec: TaskSpec) -> list[CheckResult]:
+def task_prechecks(
+    spec: TaskSpec, *, own_tables: frozenset[str] = frozenset()
+) -> list[CheckResult]:
     """Every pre-check item of *spec*, in a stable order; never raises for a failing
     check (a failure is a CheckResult with Status.FAIL and an explanation that says
-    what to do); DuosyncError only for bugs-free impossibilities."""
+    what to do); DuosyncError only for bugs-free impossibilities. *own_tables* are
+    source tables (``db.table``) whose copy the task itself has done or begun: rows
+    their targets hold are the task's own (a task started again resumes there)."""
     source, target = _Side("source", spec.source), _Side("target", spec.target)
     try:
         results = [_connect(source), _connect(target), _version(source), _version(target)]
@@ -108,7 +112,11 @@ def task_prechecks(spec: TaskSpec) -> list[CheckResult]:
         items.append(("source.keyless_tables", [sel], lambda: _keyless(spec, sel)))
         if MigrationType.FULL in types:
             items.append(
-                ("target.non_empty_tables", [target, sel], lambda: _non_empty(spec, target, sel))
+                (
+                    "target.non_empty_tables",
+                    [target, sel],
+                    lambda: _non_empty(spec, target, sel, own_tables),
+                )
             )
         items += [
             ("time_zone", [source, target], lambda: _time_zone(source, target)),
@@ -290,10 +298,13 @@ def _keyless(spec: TaskSpec, sel: _Selection) -> CheckResult:
     return replace(result, detail=f"on {spec.source.display}: {result.detail}")
 
 
-def _non_empty(spec: TaskSpec, target: _Side, sel: _Selection) -> CheckResult:
+def _non_empty(
+    spec: TaskSpec, target: _Side, sel: _Selection, own_tables: frozenset[str]
+) -> CheckResult:
     conn, _info = target.ready()
     existing, _dbs = _target_objects(spec, conn, sel)
     busy: list[str] = []
+    own: list[str] = []
     found = 0
     with driver_errors(spec.target), conn.cursor() as cur:
         for t in sel.tables:
@@ -303,14 +314,26 @@ def _non_empty(spec: TaskSpec, target: _Side, sel: _Selection) -> CheckResult:
             found += 1
             cur.execute(f"SELECT 1 FROM {qualified(db, name)} LIMIT 1")
             if cur.fetchone():
-                busy.append(f"{db}.{name}")
+                (own if t.qualified in own_tables else busy).append(f"{db}.{name}")
     shown = spec.target.display
+    mine = (
+        f"; {', '.join(own)} hold{'s' if len(own) == 1 else ''} rows this task copied itself"
+        " (its copy is done or under way): it resumes there"
+        if own
+        else ""
+    )
     if not busy:
         return CheckResult(
             "",
             Status.PASS,
-            f"no target table on {shown} holds rows"
-            + (f": {found} of {len(sel.tables)} exist, all empty" if found else ""),
+            (
+                f"no other target table on {shown} holds rows"
+                if own
+                else f"no target table on {shown} holds rows"
+            )
+            + (f": {found} of {len(sel.tables)} exist" if found else "")
+            + (", all empty" if found and not own else "")
+            + mine,
         )
     listed = ", ".join(busy)
     if spec.options.non_empty_target is NonEmptyTarget.STOP:
@@ -319,7 +342,7 @@ def _non_empty(spec: TaskSpec, target: _Side, sel: _Selection) -> CheckResult:
             Status.FAIL,
             f"target tables on {shown} already hold rows: {listed}; the full migration will"
             " not copy into them (options.non_empty_target: stop): empty them, rename the"
-            " targets, or set options.non_empty_target: ignore to keep their rows",
+            " targets, or set options.non_empty_target: ignore to keep their rows" + mine,
         )
     return CheckResult(
         "",

@@ -12,10 +12,18 @@ gone) is taken over and resumed where its checkpoints say. The renewing thread
 also reads requests other processes leave in the store (``pause``) and stops the
 run at its next checkpoint.
 
-How a run ends: paused on request (state ``paused``), failed on an error (state
-``failed`` with the message), completed when a task without incremental sync
-copied everything, or left as it is when the process shuts down (the next
-``duosync serve`` resumes it).
+Healing (``service.healing``): a phase that fails with a ``RetriableError`` is
+run again after a back-off, resuming from its checkpoints, for as long as the
+task's ``options.retry_for`` allows; the streak (attempts, last error, next
+attempt) is kept on the task in the store and each retry and recovery is a task
+event. Each attempt gets a stop event of its own (the phases set theirs when they
+end, to stop their reader threads); the run's ``stop`` is passed on to it.
+
+How a run ends: paused on request (state ``paused``), failed on an error that no
+retry fixes or after retrying for longer than ``retry_for`` (state ``failed``
+with the message), completed when a task without incremental sync copied
+everything, or left as it is when the process shuts down (the next ``duosync
+serve`` resumes it).
 """
 
 from __future__ import annotations
@@ -31,11 +39,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from duosync.errors import ConfigError, DuosyncError
+from duosync.config import Endpoint
+from duosync.errors import ConfigError, DuosyncError, FatalError, RetriableError
+from duosync.service import healing
 from duosync.service.live import Live
 from duosync.service.migration import MigrationReport, run_phases
 from duosync.service.prechecks import CheckResult, Status
-from duosync.service.states import ACTIVE, State
+from duosync.service.states import ACTIVE, INCREMENTAL, State
 from duosync.service.store import MetadataStore, TaskRecord
 from duosync.service.twoway import forward_of, run_reverse
 from duosync.spec import MigrationType, TaskSpec
@@ -84,7 +94,8 @@ def runnable(record: TaskRecord) -> bool:
     )
 
 
-PrecheckFn = Callable[[TaskSpec], list[CheckResult]]
+#: see ``service.tasks.Prechecks``
+PrecheckFn = Callable[[TaskSpec, frozenset[str]], list[CheckResult]]
 
 
 @dataclass
@@ -105,6 +116,12 @@ class TaskRun:
     #: a foreground run (duosync migrate): *stop* is the user's Ctrl-C, a pause
     pause_on_stop: bool = False
     report: MigrationReport = field(default_factory=MigrationReport)
+    #: the current streak of retried failures
+    streak: healing.Streak = field(default_factory=healing.Streak)
+    #: the stop event of the attempt under way (see the module docstring)
+    _attempt: threading.Event = field(default_factory=threading.Event)
+    #: Live.progress() when the last retry began: more means recovered
+    _retry_mark: int = 0
 
     def run(self) -> State:
         """Run the task from its current state; the state it ends in. A
@@ -141,7 +158,7 @@ class TaskRun:
             if record.state is State.PRECHECKING and not self._precheck(store, record):
                 return State.FAILED
             if not self.stop.is_set():  # a pause asked during the pre-checks: no phase
-                self._phases(store, store.get_task(self.name))
+                self._healing_phases(store)
         except DuosyncError as exc:
             if not self.shutdown:
                 store.enter_state(self.name, State.FAILED, str(exc))
@@ -151,6 +168,11 @@ class TaskRun:
         except Exception as exc:  # a bug: the task must not look alive
             store.enter_state(self.name, State.FAILED, f"internal error: {exc!r}")
             raise
+        finally:
+            self.live.ended = True
+            self.live.retrying = False
+            if self.streak.attempts:
+                store.clear_retry(self.name)
         state = store.get_task(self.name).state
         if self.paused or (self.pause_on_stop and self.stop.is_set() and not self.shutdown):
             store.set_request(self.name, None)
@@ -163,7 +185,7 @@ class TaskRun:
     def _precheck(self, store: MetadataStore, record: TaskRecord) -> bool:
         self.live.phase = State.PRECHECKING.value
         spec = TaskSpec.model_validate(record.spec)
-        results = self.prechecks(spec)
+        results = self.prechecks(spec, store.copied_tables(self.name))
         store.save_prechecks(self.name, [(r.name, r.status.value, r.detail) for r in results])
         skips = store.precheck_skips(self.name)
         failed = []
@@ -188,13 +210,78 @@ class TaskRun:
             )
         return True
 
+    def _healing_phases(self, store: MetadataStore) -> None:
+        """Run the phases; retry them after a back-off while they fail with a
+        transient fault (see the module docstring)."""
+        spec = TaskSpec.model_validate(store.get_task(self.name).spec)
+        waiter = healing.Waiter(self.stop)
+        while not self.stop.is_set():
+            self._attempt = threading.Event()
+            try:
+                self._phases(store, store.get_task(self.name))
+                return
+            except RetriableError as exc:
+                if exc.task is None:
+                    exc.task = self.name
+                if self.stop.is_set():
+                    return  # paused or shut down while failing: resumed from checkpoints
+                now = time.time()
+                self.streak.fail(str(exc), now)
+                if healing.give_up(self.streak, exc, spec.options.retry_for, now):
+                    raise self._gave_up(exc, now) from None
+                delay = healing.backoff(self.streak.attempts)
+                self.streak.next_at = now + delay
+                self.live.retrying = True
+                self._retry_mark = self.live.progress()
+                assert self.streak.since is not None
+                store.record_retry(
+                    self.name,
+                    self.streak.attempts,
+                    self.streak.since,
+                    self.streak.next_at,
+                    str(exc),
+                )
+                self.say(
+                    f"task {self.name}: {exc}; retrying in {delay:.1f}s (attempt"
+                    f" {self.streak.attempts}, failing for {now - self.streak.since:.0f}s)"
+                )
+                waiter.wait(delay, _address(exc, spec))
+
+    def _gave_up(self, exc: RetriableError, now: float) -> FatalError:
+        since = self.streak.since if self.streak.since is not None else now
+        return FatalError(
+            f"gave up after retrying for {_duration(now - since)} ({self.streak.attempts}"
+            f" attempts): {exc.message}",
+            task=exc.task,
+            endpoint=exc.endpoint,
+            table=exc.table,
+            position=exc.position,
+            hint="fix the cause and start the task again: it resumes where it stopped"
+            " (options.retry_for sets how long transient faults are retried)",
+        )
+
+    def _check_recovered(self, store: MetadataStore) -> None:
+        """Called every second: a streak ends when the phase shows progress."""
+        if not self.streak.attempts or self.live.progress() <= self._retry_mark:
+            return
+        since = self.streak.since or time.time()
+        detail = (
+            f"recovered after {self.streak.attempts} failed attempt"
+            f"{'s' if self.streak.attempts > 1 else ''} over {_duration(time.time() - since)}"
+            f" (last: {self.streak.last_error})"
+        )
+        self.streak.clear()
+        self.live.retrying = False
+        store.record_recovered(self.name, detail)
+        self.say(f"task {self.name}: {detail}")
+
     def _phases(self, store: MetadataStore, record: TaskRecord) -> None:
         spec = TaskSpec.model_validate(record.spec)
         forward = forward_of(store, self.name)
         if forward is not None:
             if record.state is State.PRECHECKING:
                 store.enter_state(self.name, State.INCREMENTAL_RUNNING)
-            stats = run_reverse(forward, store, self.say, self.stop, live=self.live)
+            stats = run_reverse(forward, store, self.say, self._attempt, live=self.live)
             self.report.synced_rows = stats.rows
             self.report.sync_conflicts = stats.conflicts
             return
@@ -206,8 +293,10 @@ class TaskRun:
             else State.INCREMENTAL_RUNNING
         )
         if record.state is State.PRECHECKING:
-            store.enter_state(self.name, first)
-        self.report = run_phases(spec, store, self.say, self.stop, live=self.live)
+            # a failed task started again resumes in the phase it had reached
+            reached = reached_phase(store, self.name)
+            store.enter_state(self.name, reached or first, "resumed in place" if reached else "")
+        self.report = run_phases(spec, store, self.say, self._attempt, live=self.live)
 
     def _keep_lease(self) -> None:
         """Renew the lease and watch for requests, until the run ends."""
@@ -223,5 +312,46 @@ class TaskRun:
                         self.say(f"task {self.name}: pausing at the next checkpoint")
                         self.paused = True
                         self.stop.set()
+                    if self.stop.is_set():
+                        self._attempt.set()
+                    self._check_recovered(store)
                 except (DuosyncError, sqlite3.Error) as exc:  # busy store: try again
                     log.warning("task %s: lease renewal failed: %s", self.name, exc)
+
+
+def _address(exc: DuosyncError, spec: TaskSpec) -> healing.Address | None:
+    """Where the endpoint the error names listens (for the wait's probe)."""
+    for endpoint in (spec.source, spec.target):
+        if isinstance(endpoint, Endpoint) and exc.endpoint == endpoint.display:
+            return healing.Address(endpoint.host, endpoint.port)
+    return None
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 120:
+        return f"{seconds}s"
+    minutes, secs = divmod(seconds, 60)
+    if minutes < 120:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def reached_phase(store: MetadataStore, name: str) -> State | None:
+    """The phase a failed task had reached when it last failed in one (since it
+    was first started): where starting it again resumes. None: it never failed
+    in a phase."""
+    for event in reversed(store.history(name)):
+        if event.kind != "state" or event.from_state is None:
+            continue
+        if event.from_state == State.NOT_STARTED.value:
+            break
+        if event.to_state != State.FAILED.value:
+            continue
+        was = State(event.from_state)
+        if was in INCREMENTAL:
+            return State.INCREMENTAL_RUNNING
+        if was in (State.SCHEMA_MIGRATION, State.FULL_MIGRATION):
+            return was
+    return None

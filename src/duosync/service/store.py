@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -117,6 +118,24 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             )""",
         ),
     ),
+    (
+        4,
+        "self-healing: retry streaks and kinds of task events",
+        (
+            # the current streak of retried failures (0 attempts: healthy), shown by
+            # every process that reads the store (task show, the API, /metrics)
+            "ALTER TABLE tasks ADD COLUMN retry_attempts INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE tasks ADD COLUMN retry_since REAL",
+            "ALTER TABLE tasks ADD COLUMN retry_next REAL",
+            "ALTER TABLE tasks ADD COLUMN retry_error TEXT",
+            # every retry ever made, and when the last error (retried or not) happened
+            "ALTER TABLE tasks ADD COLUMN retries_total INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE tasks ADD COLUMN last_error_at REAL",
+            # state: a lifecycle move; note: an annotation; retry / recovered: healing
+            "ALTER TABLE task_events ADD COLUMN kind TEXT NOT NULL DEFAULT 'state'",
+            "UPDATE task_events SET kind = 'note' WHERE from_state = to_state",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]
@@ -141,9 +160,23 @@ class TaskRecord:
     lease_until: float | None = None
     request: str | None = None
     error: str | None = None
+    #: the current streak of retried failures (``service.healing``); 0: healthy
+    retry_attempts: int = 0
+    retry_since: float | None = None
+    retry_next: float | None = None
+    retry_error: str | None = None
+    retries_total: int = 0
+    last_error_at: float | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return self.retry_attempts == 0 and self.state is not State.FAILED
 
 
-_TASK_COLUMNS = "name, spec, state, created_at, updated_at, owner, lease_until, request, error"
+_TASK_COLUMNS = (
+    "name, spec, state, created_at, updated_at, owner, lease_until, request, error,"
+    " retry_attempts, retry_since, retry_next, retry_error, retries_total, last_error_at"
+)
 
 
 def _record(row: Any) -> TaskRecord:
@@ -167,37 +200,80 @@ class TaskEvent:
     from_state: str | None
     to_state: str
     detail: str
+    #: state (a lifecycle move), note, retry or recovered
+    kind: str = "state"
 
 
 class MetadataStore:
-    """Access to one metadata file. Not thread-safe: one store object per thread."""
+    """Access to one metadata file, safe to share between threads.
+
+    Every thread gets a SQLite connection of its own, opened on first use (a sqlite3
+    connection must not be used by two threads at once, and the API serves requests
+    on a pool of threads). The file is in WAL mode, so readers never wait for the
+    writer, and every connection waits up to ``BUSY_SECONDS`` for the write lock
+    instead of failing with "database is locked". Writes are short transactions
+    (``BEGIN IMMEDIATE``), so that wait is milliseconds in practice.
+
+    ``close`` closes every connection the store opened; call it once no other
+    thread uses the store (at shutdown). A later use opens a new connection.
+    """
+
+    #: seconds a writer waits for the write lock before SQLite gives up
+    BUSY_SECONDS = 30.0
 
     def __init__(self, path: Path) -> None:
         self.path = path.expanduser()
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._opened: list[sqlite3.Connection] = []
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a migration's
-            # DDL and its version bump are one transaction.
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            first = self._db
             # task specs hold passwords: the file is its owner's only
             with contextlib.suppress(PermissionError):  # another user's file: theirs to set
                 self.path.chmod(0o600)
+            first.execute("PRAGMA journal_mode = WAL")
+            self.migrate()
+        except (OSError, sqlite3.Error) as exc:
+            self.close()
+            raise ConfigError(f"cannot open metadata store {self.path}: {exc}") from None
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """This thread's connection (opened on its first use)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        try:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a migration's
+            # DDL and its version bump are one transaction. check_same_thread=False
+            # only lets ``close`` (at shutdown) close it: no other thread uses it.
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, timeout=self.BUSY_SECONDS, check_same_thread=False
+            )
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute(f"PRAGMA busy_timeout = {int(self.BUSY_SECONDS * 1000)}")
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open metadata store {self.path}: {exc}") from None
-        try:
-            self._db.execute("PRAGMA foreign_keys = ON")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self.migrate()
-        except BaseException:
-            self._db.close()
-            raise
+        with self._lock:
+            self._opened.append(conn)
+        self._local.conn = conn
+        return conn
 
     @classmethod
     def in_home(cls, home: Path) -> MetadataStore:
         return cls(home / DB_FILE)
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for conn in opened:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        self._local = threading.local()
 
     def __enter__(self) -> MetadataStore:
         return self
@@ -308,9 +384,10 @@ class MetadataStore:
         error = detail if new is State.FAILED else None
         with self._transaction() as db:
             cur = db.execute(
-                "UPDATE tasks SET state = ?, updated_at = ?, error = ?"
+                "UPDATE tasks SET state = ?, updated_at = ?, error = ?,"
+                " last_error_at = CASE WHEN ? IS NULL THEN last_error_at ELSE ? END"
                 " WHERE name = ? AND state = ?",
-                (new.value, now, error, name, expected.value),
+                (new.value, now, error, error, now, name, expected.value),
             )
             if cur.rowcount != 1:
                 actual = db.execute("SELECT state FROM tasks WHERE name = ?", (name,)).fetchone()
@@ -327,21 +404,72 @@ class MetadataStore:
                 (name, now, expected.value, new.value, detail),
             )
 
-    def history(self, name: str) -> list[TaskEvent]:
+    def history(self, name: str, limit: int | None = None) -> list[TaskEvent]:
+        """The task's events, oldest first (the last *limit* of them)."""
         rows = self._db.execute(
-            "SELECT at, from_state, to_state, detail FROM task_events WHERE task = ? ORDER BY id",
-            (name,),
+            "SELECT at, from_state, to_state, detail, kind FROM ("
+            " SELECT id, at, from_state, to_state, detail, kind FROM task_events"
+            " WHERE task = ? ORDER BY id DESC LIMIT ?) ORDER BY id",
+            (name, -1 if limit is None else limit),
         ).fetchall()
         return [TaskEvent(*r) for r in rows]
 
-    def note(self, name: str, detail: str) -> None:
+    def note(self, name: str, detail: str, kind: str = "note") -> None:
         """Record an event that changes no state (e.g. a skipped pre-check)."""
         state = self.get_task(name).state.value
         with self._transaction() as db:
             db.execute(
-                "INSERT INTO task_events (task, at, from_state, to_state, detail)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (name, time.time(), state, state, detail),
+                "INSERT INTO task_events (task, at, from_state, to_state, detail, kind)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (name, time.time(), state, state, detail, kind),
+            )
+
+    # -- self-healing --------------------------------------------------------------
+
+    def record_retry(
+        self, name: str, attempts: int, since: float, next_at: float, error: str
+    ) -> None:
+        """The task failed with a retriable error and tries again at *next_at*:
+        the streak's figures on the task, and a ``retry`` event."""
+        now = time.time()
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE tasks SET retry_attempts = ?, retry_since = ?, retry_next = ?,"
+                " retry_error = ?, retries_total = retries_total + 1, last_error_at = ?"
+                " WHERE name = ?",
+                (attempts, since, next_at, error, now, name),
+            )
+            state = db.execute("SELECT state FROM tasks WHERE name = ?", (name,)).fetchone()
+            db.execute(
+                "INSERT INTO task_events (task, at, from_state, to_state, detail, kind)"
+                " VALUES (?, ?, ?, ?, ?, 'retry')",
+                (
+                    name,
+                    now,
+                    state[0],
+                    state[0],
+                    f"attempt {attempts} failed: {error}; next"
+                    f" attempt in {max(0.0, next_at - now):.1f}s",
+                ),
+            )
+
+    def record_recovered(self, name: str, detail: str) -> None:
+        """The task shows progress again after a streak: healthy, and an event."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE tasks SET retry_attempts = 0, retry_since = NULL, retry_next = NULL,"
+                " retry_error = NULL WHERE name = ?",
+                (name,),
+            )
+        self.note(name, detail, "recovered")
+
+    def clear_retry(self, name: str) -> None:
+        """Forget the current streak (the run ended: failed, paused or done)."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE tasks SET retry_attempts = 0, retry_since = NULL, retry_next = NULL,"
+                " retry_error = NULL WHERE name = ?",
+                (name,),
             )
 
     def delete_task(self, name: str) -> None:
@@ -449,6 +577,12 @@ class MetadataStore:
             )
             for r in rows
         ]
+
+    def copied_tables(self, task: str) -> frozenset[str]:
+        """Source tables (``db.table``) whose copy the task has planned: done or
+        under way, so the rows their targets hold are the task's own."""
+        rows = self._db.execute("SELECT DISTINCT tbl FROM chunks WHERE task = ?", (task,))
+        return frozenset(str(r[0]) for r in rows.fetchall())
 
     def save_chunk_plan(self, task: str, table: str, chunks: list[tuple[int, Any, Any]]) -> None:
         with self._transaction() as db:

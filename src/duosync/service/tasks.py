@@ -35,16 +35,18 @@ from duosync.spec import MigrationType, ReverseOptions, TaskSpec, Topology
 from duosync.specfile import parse_spec
 
 Say = Callable[[str], None]
-Prechecks = Callable[[TaskSpec], list[CheckResult]]
+#: the pre-checks of a spec; the second argument names the source tables
+#: (``db.table``) whose copy this task itself has done or begun (``own_tables``)
+Prechecks = Callable[[TaskSpec, frozenset[str]], list[CheckResult]]
 
 #: phase states a paused task may resume into
 _RESUMABLE = (State.SCHEMA_MIGRATION, State.FULL_MIGRATION, State.INCREMENTAL_RUNNING)
 
 
-def default_prechecks(spec: TaskSpec) -> list[CheckResult]:
+def default_prechecks(spec: TaskSpec, own: frozenset[str] = frozenset()) -> list[CheckResult]:
     from duosync.service.precheck_items import task_prechecks
 
-    return task_prechecks(spec)
+    return task_prechecks(spec, own_tables=own)
 
 
 # -- creating ------------------------------------------------------------------------

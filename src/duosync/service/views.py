@@ -13,6 +13,9 @@ from duosync.service.store import MetadataStore, TaskRecord
 from duosync.service.stored import public_spec
 from duosync.service.twoway import REVERSE_SUFFIX
 
+#: events shown with a task (a task retrying for days writes thousands)
+HISTORY_LIMIT = 500
+
 #: the actions the API offers, and the states each is allowed from
 _ACTIONS: dict[str, frozenset[State]] = {
     "start": frozenset({State.NOT_STARTED, State.FAILED}),
@@ -60,7 +63,22 @@ def task_summary(store: MetadataStore, record: TaskRecord, live: Live | None) ->
         "reverse_task": None
         if reverse is None
         else {"name": reverse.name, "state": reverse.state.value},
+        "health": health(record),
         "progress": None if live is None else live.snapshot(),
+    }
+
+
+def health(record: TaskRecord) -> dict[str, Any]:
+    """Whether the task is healthy, or retrying (why, how often, when next)."""
+    return {
+        "healthy": record.healthy,
+        "retrying": record.retry_attempts > 0,
+        "attempts": record.retry_attempts,
+        "since": record.retry_since,
+        "next_attempt_at": record.retry_next,
+        "last_error": record.retry_error if record.retry_attempts else record.error,
+        "last_error_at": record.last_error_at,
+        "retries_total": record.retries_total,
     }
 
 
@@ -68,9 +86,10 @@ def task_detail(store: MetadataStore, record: TaskRecord, live: Live | None) -> 
     out = task_summary(store, record, live)
     out["spec"] = public_spec(record.spec)
     out["prechecks"] = prechecks(store, record.name)
+    # the timeline: phase changes, retries, recoveries, failures, pauses, notes
     out["history"] = [
-        {"at": e.at, "from": e.from_state, "to": e.to_state, "detail": e.detail}
-        for e in store.history(record.name)
+        {"at": e.at, "kind": e.kind, "from": e.from_state, "to": e.to_state, "detail": e.detail}
+        for e in store.history(record.name, limit=HISTORY_LIMIT)
     ]
     return out
 

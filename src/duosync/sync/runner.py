@@ -59,6 +59,8 @@ class SyncStats:
     bytes: int = 0
     transactions: int = 0
     batches: int = 0
+    #: transactions and heartbeats read from the stream (a sign of life, for healing)
+    reads: int = 0
     #: changes recorded in the conflict log (sync.conflicts)
     conflicts: int = 0
     #: transactions dropped because the opposite task of a two-way sync (or this
@@ -240,6 +242,8 @@ def _loop(
             break
         if isinstance(item, BaseException):
             raise item
+        if item is not None:
+            stats.reads += 1
         now = time.monotonic()
         if isinstance(item, Transaction) and skip_before and item.commit_ts < skip_before:
             item = Heartbeat(item.position, item.commit_ts)
