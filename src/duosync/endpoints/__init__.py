@@ -8,10 +8,10 @@ agree on OceanBase versus the rest (the capture method and dialect differ), whil
 from __future__ import annotations
 
 from duosync.config import Endpoint, Flavor
-from duosync.endpoints.mysql.connection import connect, driver_errors, query_all
+from duosync.endpoints.mysql.connection import connect, driver_errors, query_all, translate
 from duosync.endpoints.mysql.inspector import MariaDBInspector, MySQLInspector
 from duosync.endpoints.oceanbase.inspector import OceanBaseInspector
-from duosync.errors import ConfigError
+from duosync.errors import ConfigError, DuosyncError
 
 
 def detect_flavor(version_string: str, version_comment: str) -> Flavor:
@@ -47,3 +47,24 @@ def open_inspector(endpoint: Endpoint) -> MySQLInspector:
         Flavor.MYSQL: MySQLInspector,
     }[flavor]
     return cls(endpoint, conn)
+
+
+def escaped_driver_error(
+    exc: BaseException, endpoints: tuple[Endpoint, ...]
+) -> DuosyncError | None:
+    """A driver exception that got past the endpoint boundary untranslated (a bug:
+    every driver call should translate its errors), classified as it would have
+    been; None for anything that is not a driver error. The endpoint is not known
+    here: the first of *endpoints* whose host:port the message names, else none."""
+    import pymysql  # the one driver of the MySQL family
+
+    if not isinstance(exc, pymysql.err.MySQLError | ConnectionError | TimeoutError):
+        return None
+    text = str(exc)
+    for endpoint in endpoints:
+        if f"{endpoint.host}:{endpoint.port}" in text or f"'{endpoint.host}'" in text:
+            return translate(exc, endpoint)
+    error = translate(exc, endpoints[0]) if endpoints else None
+    if error is not None:
+        error.endpoint = None  # unknown: do not name the wrong one
+    return error

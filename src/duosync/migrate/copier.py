@@ -26,6 +26,7 @@ the first refused row's key in the error.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import re
 import threading
@@ -238,7 +239,9 @@ def write_chunk(conn: Connection[Any], job: CopyJob, chunk: Chunk, data: ChunkDa
                 result.rows = len(rows)
             cur.execute("COMMIT")
         except BaseException:
-            conn.rollback()
+            # a dead connection cannot roll back (the server did): keep the first error
+            with contextlib.suppress(pymysql.err.MySQLError, OSError):
+                conn.rollback()
             raise
     return result
 
@@ -284,7 +287,8 @@ def first_refused_row(
                     shown = ", ".join(_show(v) for v in key)
                     return f"({', '.join(job.key)}) = ({shown})", exc
         finally:
-            target.rollback()
+            with contextlib.suppress(pymysql.err.MySQLError, OSError):
+                target.rollback()
     return None
 
 

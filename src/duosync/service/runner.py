@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from duosync.config import Endpoint
+from duosync.endpoints import escaped_driver_error
 from duosync.errors import ConfigError, DuosyncError, FatalError, RetriableError
 from duosync.service import healing
 from duosync.service.live import Live
@@ -218,7 +219,7 @@ class TaskRun:
         while not self.stop.is_set():
             self._attempt = threading.Event()
             try:
-                self._phases(store, store.get_task(self.name))
+                self._attempt_phases(store, spec)
                 return
             except RetriableError as exc:
                 if exc.task is None:
@@ -246,6 +247,21 @@ class TaskRun:
                     f" {self.streak.attempts}, failing for {now - self.streak.since:.0f}s)"
                 )
                 waiter.wait(delay, _address(exc, spec))
+
+    def _attempt_phases(self, store: MetadataStore, spec: TaskSpec) -> None:
+        try:
+            self._phases(store, store.get_task(self.name))
+        except DuosyncError:
+            raise
+        except Exception as exc:
+            # A driver exception that escaped translation is a bug to fix, but a
+            # server going away must still heal the task, not kill it.
+            error = escaped_driver_error(exc, (spec.source, spec.target))
+            if error is None:
+                raise
+            log.exception("task %s: untranslated driver error (a bug)", self.name)
+            error.task = self.name
+            raise error from None
 
     def _gave_up(self, exc: RetriableError, now: float) -> FatalError:
         since = self.streak.since if self.streak.since is not None else now

@@ -12,6 +12,18 @@ the copy already holds), converge on the source's state:
 Sessions run with foreign_key_checks=0: rows of different tables are applied in
 parallel partitions, so a child may briefly arrive before its parent; REPLACE (a
 delete plus an insert) must not cascade to children either.
+
+A row the target refuses (``DataError``: a value out of range, NULL in a NOT
+NULL column ...) rolls its partition's transaction back; the partition is then
+applied again row by row, each under a savepoint, to find the rows at fault.
+With ``on_data_error: stop`` the first one stops the task, named by table, key
+and position; with ``skip`` each is recorded in the conflict log (with its
+images) in the same transaction that skips it, and the rest is applied.
+
+Faults of the connection (lost, refused, server restarting) are raised as
+``RetriableError``: the task runner retries the phase, which resumes from the
+checkpoints, so a transaction whose COMMIT answer was lost is never applied
+twice (its checkpoint moved with it).
 """
 
 from __future__ import annotations
@@ -27,14 +39,17 @@ from pymysql.connections import Connection
 from duosync.config import Endpoint
 from duosync.core.events import Op
 from duosync.core.positions import Position
-from duosync.endpoints.mysql.connection import translate
+from duosync.endpoints.mysql.connection import last_statement, translate
 from duosync.endpoints.mysql.dialect import qualified, quote_ident
-from duosync.errors import DuosyncError, RetriableError
+from duosync.errors import DataError, DuosyncError, RetriableError
 from duosync.migrate.copier import text_connect
-from duosync.spec import ConflictPolicy
+from duosync.spec import ConflictPolicy, OnDataError
 from duosync.sync import checkpoint, conflict_log
 from duosync.sync.batch import Batch, TableChanges
 from duosync.sync.conflicts import key_condition, write_checked
+
+#: conflict-log resolution of a row the target refused under on_data_error: skip
+REFUSED = "skipped (refused by the target)"
 
 _ATTEMPTS = 5
 #: keys per DELETE statement
@@ -50,11 +65,13 @@ class Applier:
         task: str,
         partitions: int,
         policy: ConflictPolicy = ConflictPolicy.OVERWRITE,
+        on_data_error: OnDataError = OnDataError.STOP,
     ) -> None:
         self.target = target
         self.task = task
         self.partitions = partitions
         self.policy = policy
+        self.on_data_error = on_data_error
         self.conns: list[Connection[Any]] = []
         try:
             for _ in range(partitions):
@@ -93,37 +110,116 @@ class Applier:
     def _apply_partition(self, p: int, batch: Batch, position: Position) -> int:
         conn = self.conns[p]
         for attempt in range(1, _ATTEMPTS + 1):
-            table = None
+            table: str | None = None
+            cur: Any = None
             try:
                 with conn.cursor() as cur:
                     cur.execute("BEGIN")
                     conflicts: list[conflict_log.Conflict] = []
                     for changes in batch.parts[p].values():
-                        table = changes.mapping.target
-                        if batch.checked and changes.mapping.key:
-                            conflicts += write_checked(cur, changes, self.policy)
-                        else:
-                            _write_table(cur, changes)
-                    conflict_log.record(cur, self.task, conflicts, position, batch.last_commit_ts)
-                    checkpoint.advance(cur, self.task, p, position, batch.last_commit_ts)
-                    cur.execute("COMMIT")
+                        table = ".".join(changes.mapping.target)
+                        conflicts += self._write(cur, changes, batch.checked)
+                    self._finish(cur, p, batch, position, conflicts)
                 return len(conflicts)
             except pymysql.err.MySQLError as exc:
-                conn.rollback()
-                error = translate(
-                    exc, self.target, table=f"{table[0]}.{table[1]}" if table else None
-                )
-                error.task = self.task
-                error.position = str(position)
+                _rollback(conn)
+                error = self._error(exc, table, position, cur)
+                if isinstance(error, DataError):
+                    return self._apply_rows(p, batch, position)
                 # Deadlocks between partitions (gap locks of neighbouring keys) roll
-                # one transaction back whole: retry it.
+                # one transaction back whole: retry it here; other faults go to the
+                # task runner, which retries the phase.
                 if not isinstance(error, RetriableError) or attempt == _ATTEMPTS:
                     raise error from None
                 time.sleep(0.05 * 2**attempt)
             except DuosyncError:
-                conn.rollback()
+                _rollback(conn)
                 raise
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _write(self, cur: Any, changes: TableChanges, checked: bool) -> list[conflict_log.Conflict]:
+        if checked and changes.mapping.key:
+            return write_checked(cur, changes, self.policy)
+        _write_table(cur, changes)
+        return []
+
+    def _finish(
+        self,
+        cur: Any,
+        p: int,
+        batch: Batch,
+        position: Position,
+        conflicts: list[conflict_log.Conflict],
+    ) -> None:
+        conflict_log.record(cur, self.task, conflicts, position, batch.last_commit_ts)
+        checkpoint.advance(cur, self.task, p, position, batch.last_commit_ts)
+        cur.execute("COMMIT")
+
+    def _error(
+        self, exc: BaseException, table: str | None, position: Position, cur: Any = None
+    ) -> DuosyncError:
+        statement = last_statement(cur) if cur is not None else None
+        error = translate(exc, self.target, table=table, statement=statement)
+        error.task = self.task
+        error.position = str(position)
+        return error
+
+    def _apply_rows(self, p: int, batch: Batch, position: Position) -> int:
+        """The partition again, one row at a time under savepoints, because the
+        target refused a row of it (see the module docstring)."""
+        conn = self.conns[p]
+        try:
+            with conn.cursor() as cur:
+                cur.execute("BEGIN")
+                conflicts: list[conflict_log.Conflict] = []
+                for changes in batch.parts[p].values():
+                    for single in _one_by_one(changes):
+                        cur.execute("SAVEPOINT duosync_row")
+                        try:
+                            conflicts += self._write(cur, single, batch.checked)
+                        except pymysql.err.MySQLError as exc:
+                            error = self._error(exc, ".".join(single.mapping.target), position, cur)
+                            if not isinstance(error, DataError):
+                                raise error from None
+                            cur.execute("ROLLBACK TO SAVEPOINT duosync_row")
+                            conflicts.append(self._refused(single, error, position))
+                self._finish(cur, p, batch, position, conflicts)
+            return len(conflicts)
+        except pymysql.err.MySQLError as exc:
+            _rollback(conn)
+            raise self._error(exc, None, position) from None
+        except DuosyncError:
+            _rollback(conn)
+            raise
+
+    def _refused(
+        self, single: TableChanges, error: DataError, position: Position
+    ) -> conflict_log.Conflict:
+        """A refused row: a conflict-log entry (skip), or the error that stops the
+        task naming it (stop)."""
+        m = single.mapping
+        key, row, op, before = _only_change(single)
+        if self.on_data_error is OnDataError.STOP:
+            raise DataError(
+                f"the target refuses the {op} of the row with key {key!r}: {error.message}",
+                task=self.task,
+                endpoint=self.target.display,
+                table=".".join(m.target),
+                position=str(position),
+                hint="fix the row (or the target column) and start the task again, or set"
+                " options.on_data_error: skip to record such rows in the conflict log",
+            )
+        return conflict_log.Conflict(
+            table=".".join(m.target),
+            op=op,
+            key=key,
+            columns=m.columns,
+            before=before,
+            after=row,
+            current=None,
+            reason=f"refused by the target: {error.message}",
+            resolution=REFUSED,
+        )
 
     def close(self) -> None:
         if hasattr(self, "pool"):
@@ -133,6 +229,38 @@ class Applier:
             with contextlib.suppress(Exception):
                 conn.close()
         self.conns = []
+
+
+def _rollback(conn: Connection[Any]) -> None:
+    # The connection may be the casualty (server gone): then the server has rolled
+    # the transaction back already, and the original error is what matters.
+    with contextlib.suppress(pymysql.err.MySQLError, OSError):
+        conn.rollback()
+
+
+def _one_by_one(changes: TableChanges) -> list[TableChanges]:
+    """*changes* split into one change each (same mapping)."""
+    m = changes.mapping
+    if changes.ordered:
+        return [TableChanges(m, ordered=[op]) for op in changes.ordered]
+    out = []
+    for key, row in changes.final.items():
+        first = {key: changes.first[key]} if key in changes.first else {}
+        out.append(TableChanges(m, final={key: row}, first=first))
+    return out
+
+
+def _only_change(
+    single: TableChanges,
+) -> tuple[tuple[Any, ...], tuple[Any, ...] | None, str, tuple[Any, ...] | None]:
+    """(key, new row, op, row before) of a one-change ``TableChanges``."""
+    if single.ordered:
+        kind, before, after = single.ordered[0]
+        return (after or before or ()), after, kind.value, before
+    key, row = next(iter(single.final.items()))
+    before = single.first.get(key)
+    op = "delete" if row is None else "insert" if before is None else "update"
+    return key, row, op, before
 
 
 def _write_table(cur: Any, changes: TableChanges) -> None:

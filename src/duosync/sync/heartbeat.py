@@ -5,10 +5,13 @@ measurable (it is computed from source commit times)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from typing import Any
 
 import pymysql
+from pymysql.connections import Connection
 
 from duosync.config import Endpoint
 from duosync.endpoints.mysql.connection import connect, translate
@@ -28,7 +31,7 @@ class SourceHeartbeat:
         self.seconds = seconds
         self.error: DuosyncError | None = None
         self._stop = threading.Event()
-        self._conn = connect(source)
+        self._conn: Connection[Any] | None = connect(source)
         try:
             with self._conn.cursor() as cur:
                 cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote_ident(OMS_DATABASE)}")
@@ -43,18 +46,31 @@ class SourceHeartbeat:
         self._thread.start()
 
     def _run(self) -> None:
-        try:
-            while not self._stop.wait(self.seconds):
+        # A failed heartbeat only costs lag visibility: report it, reconnect at the
+        # next beat (the source may be restarting), never stop sync for it.
+        while not self._stop.wait(self.seconds):
+            try:
+                if self._conn is None:
+                    self._conn = connect(self.source)
                 with self._conn.cursor() as cur:
                     cur.execute(
                         f"REPLACE INTO {TABLE} (task, ts) VALUES (%s, %s)",
                         (self.task, time.time()),
                     )
-        except pymysql.err.MySQLError as exc:
-            # A failed heartbeat only costs lag visibility: report it, do not stop sync.
-            self.error = translate(exc, self.source)
+                self.error = None
+            except DuosyncError as exc:
+                self.error = exc
+            except pymysql.err.MySQLError as exc:
+                self.error = translate(exc, self.source)
+                self._drop()
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(pymysql.err.MySQLError, OSError):
+                conn.close()
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
-        self._conn.close()
+        self._drop()

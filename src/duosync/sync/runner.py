@@ -104,7 +104,13 @@ def run_incremental(
     partitions = spec.options.write_concurrency
     mapper = Mapper(spec)
     policy = spec.conflict_policy
-    applier = Applier(spec.target, spec.name, partitions, policy or ConflictPolicy.OVERWRITE)
+    applier = Applier(
+        spec.target,
+        spec.name,
+        partitions,
+        policy or ConflictPolicy.OVERWRITE,
+        on_data_error=spec.options.on_data_error,
+    )
     if policy is None:
         checked_after = None
     elif checked_after is None:

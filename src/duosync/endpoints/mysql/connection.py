@@ -15,7 +15,7 @@ import pymysql
 import pymysql.cursors
 from pymysql.connections import Connection as Connection
 
-from duosync.config import Endpoint
+from duosync.config import Endpoint, Flavor
 from duosync.errors import ConfigError, DataError, DuosyncError, FatalError, RetriableError
 
 # Server error codes, by what the user (or the runner) should do about them.
@@ -35,8 +35,44 @@ _RETRIABLE_CODES = {
     2003,  # cannot connect to host
     2006,  # server has gone away
     2013,  # lost connection during query
+    2055,  # lost connection (system error)
+    1158,
+    1159,
+    1160,
+    1161,  # network read/write errors and timeouts
+    1317,  # query interrupted (a server shutting down interrupts its queries)
+    1792,  # cannot execute in a read-only transaction
+    1836,  # running in read-only mode
+    1927,  # connection killed
     4031,  # disconnected by server (idle timeout)
 }
+#: 1290 "the server is running with the --read-only option" is retriable (a target
+#: during a failover); the same code for other options (--secure-file-priv) is not
+_READ_ONLY_TEXT = ("read-only", "read_only", "super_read_only")
+#: OceanBase's own codes (its MySQL mode reports internal errors by their number;
+#: MariaDB uses some of these numbers for other errors, so only on OceanBase)
+_OCEANBASE_RETRIABLE = {
+    4008,  # OB_SERVER_IS_INIT: the server is starting
+    4009,  # OB_SERVER_IS_STOPPING
+    4012,  # OB_TIMEOUT
+    4023,  # OB_EAGAIN
+    4038,  # OB_NOT_MASTER: a leader moved
+    4121,
+    4122,
+    4124,  # RPC send/post/connect errors between components
+    5627,  # OB_SCHEMA_EAGAIN: a schema version not yet readable after DDL
+    6002,  # OB_TRANS_ROLLBACKED
+    6210,
+    6211,
+    6212,
+    6224,  # transaction timeout, killed, statement timeout, need rollback
+}
+#: OceanBase answers "Invalid argument" (OB_INVALID_ARGUMENT, MySQL 1210) for
+#: passing internal states too (it was seen right after a DDL on a table, and went
+#: away within a minute); retried, but given up after this many seconds, so one
+#: that persists fails the task naming the statement and table
+_OCEANBASE_INVALID_ARGUMENT = 1210
+OCEANBASE_INVALID_ARGUMENT_GIVE_UP = 300.0
 _DATA_CODES = {
     1048,  # column cannot be null
     1062,  # duplicate entry
@@ -88,6 +124,7 @@ def translate(
     password: str | None = None,
     action: str | None = None,
     table: str | None = None,
+    statement: str | bytes | None = None,
 ) -> DuosyncError:
     """Classify a driver exception as one of our errors, naming the endpoint.
 
@@ -104,21 +141,62 @@ def translate(
         text = text.replace(secret, "***")
     what = f"cannot {action}: " if action else ""
     message = f"{what}{text}" + (f" [MySQL error {code}]" if code is not None else "")
-    cls: type[DuosyncError]
-    if code in _CONFIG_CODES:
-        cls = ConfigError
-    elif code in _RETRIABLE_CODES or isinstance(exc, (OSError, pymysql.err.InterfaceError)):
-        cls = RetriableError
-    elif code in _DATA_CODES:
-        cls = DataError
-    else:
-        cls = FatalError
-    return cls(
+    if statement:
+        message += f"; statement: {_short(statement)}"
+    cls = _classify(code, text, exc, endpoint)
+    error = cls(
         message,
         endpoint=endpoint.display,
         table=table,
         hint=_HINTS.get(code) if code is not None else None,
     )
+    if (
+        isinstance(error, RetriableError)
+        and code == _OCEANBASE_INVALID_ARGUMENT
+        and endpoint.flavor is Flavor.OCEANBASE
+    ):
+        error.give_up_after = OCEANBASE_INVALID_ARGUMENT_GIVE_UP
+    return error
+
+
+def _classify(
+    code: int | None, text: str, exc: BaseException, endpoint: Endpoint
+) -> type[DuosyncError]:
+    oceanbase = endpoint.flavor is Flavor.OCEANBASE
+    if code in _CONFIG_CODES:
+        return ConfigError
+    if (
+        code in _RETRIABLE_CODES
+        or isinstance(exc, (OSError, pymysql.err.InterfaceError))
+        or (code == 1290 and any(t in text.lower() for t in _READ_ONLY_TEXT))
+        or (oceanbase and code in _OCEANBASE_RETRIABLE)
+        or (oceanbase and code == _OCEANBASE_INVALID_ARGUMENT)
+    ):
+        return RetriableError
+    if code in _DATA_CODES:
+        return DataError
+    return FatalError
+
+
+def last_statement(cur: Any) -> str | None:
+    """The head of the statement *cur* ran last, cut before its values (an error
+    message names the statement, not the user's data)."""
+    executed = getattr(cur, "_executed", None)
+    if not isinstance(executed, str | bytes):
+        return None
+    text = executed.decode("utf-8", "replace") if isinstance(executed, bytes) else executed
+    for cut in (" VALUES", " values", " WHERE ", " where "):
+        at = text.find(cut)
+        if at > 0:
+            return text[:at] + cut + " ..."
+    return text
+
+
+def _short(statement: str | bytes, limit: int = 200) -> str:
+    """A statement for an error message: its start (values may be megabytes)."""
+    text = statement.decode("utf-8", "replace") if isinstance(statement, bytes) else statement
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 def _safe_password(endpoint: Endpoint) -> str:

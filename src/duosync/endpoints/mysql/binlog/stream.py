@@ -25,7 +25,7 @@ from duosync.endpoints.mysql.binlog.rows import (
     query_codecs,
 )
 from duosync.endpoints.mysql.connection import connect
-from duosync.errors import ConfigError, DuosyncError, FatalError
+from duosync.errors import ConfigError, DuosyncError, FatalError, RetriableError
 
 TableFilter = Callable[[str, str], bool]
 
@@ -156,8 +156,15 @@ class BinlogStream:
         rows_events, table_map, xid = ev.ROWS_EVENTS, ev.TABLE_MAP, ev.XID
         while not stop.is_set():
             buf = conn.read_packet(file, offset)
-            if buf is None:  # end of a non-blocking dump
-                return
+            if buf is None:
+                # The dump is blocking: the server only ends it when it shuts down
+                # (or kills our thread). That is a cut, not the end of the changes.
+                raise RetriableError(
+                    "the source ended the binlog dump (server shutting down, or our"
+                    " connection killed)",
+                    endpoint=self.endpoint.display,
+                    position=f"{file}:{offset}",
+                )
             ts, etype, server_id, _, log_pos, flags = _HEADER(buf, 1)
             end = len(buf)
             try:
