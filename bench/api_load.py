@@ -149,7 +149,8 @@ def prepare(ports: dict[str, int], full_rows: int) -> None:
                 f"CREATE DATABASE `{src_db}`",
                 f"CREATE TABLE `{src_db}`.t (id INT PRIMARY KEY, v INT NOT NULL,"
                 " note VARCHAR(64) NOT NULL)",
-                f"INSERT INTO `{src_db}`.t SELECT seq, seq, MD5(seq) FROM `{src_db}`.seq_1_to_{rows}",
+                f"INSERT INTO `{src_db}`.t SELECT seq, seq, MD5(seq)"
+                f" FROM `{src_db}`.seq_1_to_{rows}",
             ],
         )
 
@@ -308,18 +309,24 @@ def create_tasks(service: Service, urls: dict[str, str]) -> None:
         service.call("POST", "/api/v1/tasks", json=spec)
 
 
-def release_tasks(service: Service) -> None:
-    """Pause what runs, then release every bench task (best effort, bounded)."""
+def release_tasks(service: Service) -> list[str]:
+    """Pause what runs, then release every bench task (best effort, bounded); what
+    went wrong."""
+    problems = []
     for name in TASKS:
         try:
             state = service.state(name)
             if state not in {"not_started", "paused", "failed", "completed", "released"}:
+                t0 = time.monotonic()
                 service.call("POST", f"/api/v1/tasks/{name}/pause")
-                state = service.wait_state(name, {"paused", "failed", "completed"}, timeout=60)
+                state = service.wait_state(name, {"paused", "failed", "completed"}, timeout=90)
+                say(f"cleanup: {name} {state} after {time.monotonic() - t0:.1f}s")
             if state != "released":
                 service.call("POST", f"/api/v1/tasks/{name}/release")
         except (BenchError, httpx.HTTPError) as exc:
+            problems.append(f"task {name}: {exc}")
             say(f"cleanup: task {name}: {exc}")
+    return problems
 
 
 # -- the load ------------------------------------------------------------------------------
@@ -444,10 +451,12 @@ def run(urls: dict[str, str], args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="duosync-bench-api-"))
     service = Service(work / "home", work / "serve.log")
     writer: Writer | None = None
-    errors = 0
+    problems: list[str] = []
     try:
         say(f"preparing {', '.join(f'{s}.{d}' for _t, s, d, _x, _y in LAYOUT)}")
-        prepare(ports, args.full_rows)
+        # the second task's copy lasts about the load's length (it ends in incremental)
+        full_rows = args.full_rows or int(FULL_RATE * (args.seconds + 10))
+        prepare(ports, full_rows)
         say(f"starting duosync serve on {service.base_url} (log {service.log})")
         service.start()
         create_tasks(service, urls)
@@ -479,11 +488,12 @@ def run(urls: dict[str, str], args: argparse.Namespace) -> int:
             writer.stop.set()
             writer.join(30)
         if service.alive():
-            release_tasks(service)
+            problems = release_tasks(service)
         service.stop()
         try:
             drop_databases(ports)
         except pymysql.MySQLError as exc:
+            problems.append(str(exc))
             say(f"cleanup: {exc}")
 
     requests = len(tally.latencies)
@@ -511,13 +521,15 @@ def run(urls: dict[str, str], args: argparse.Namespace) -> int:
     )
     for sample in tally.samples:
         print(f"  e.g. {sample}")
+    for problem in problems:
+        print(f"cleanup problem (not counted): {problem}")
     errors = (
         sum(non_2xx.values())
         + sum(tally.exceptions.values())
         + sum(tally.bad_bodies.values())
         + asgi
     )
-    if not service.log.exists() or errors == 0:
+    if not service.log.exists() or (errors == 0 and not problems):
         shutil.rmtree(work, ignore_errors=True)
     else:
         print(f"serve log kept: {service.log}")
@@ -543,14 +555,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the load")
     parser.add_argument("--clients", type=int, default=16, help="concurrent client threads")
     parser.add_argument(
-        "--full-rows", type=int, default=200_000, help="rows the second task copies (rate-limited)"
+        "--full-rows",
+        type=int,
+        help=f"rows the second task copies at {FULL_RATE} rows/s (default: the load's length)",
     )
     args = parser.parse_args(argv)
     if not 1 <= args.seconds <= 3600:
         parser.error("--seconds: 1 to 3600")
     if not 1 <= args.clients <= 256:
         parser.error("--clients: 1 to 256")
-    if args.full_rows < 1000:
+    if args.full_rows is not None and args.full_rows < 1000:
         parser.error("--full-rows: at least 1000")
     directory: Path | None = None
     box: Sandbox | None = None

@@ -54,6 +54,17 @@ class DuosyncError(Exception):
         ]
         return ", ".join(parts)
 
+    def describe(self, *, task: bool = True) -> str:
+        """The message with its context; without the task's name when *task* is
+        False (for lines already about that task)."""
+        if task or self.task is None:
+            return str(self)
+        saved, self.task = self.task, None
+        try:
+            return str(self)
+        finally:
+            self.task = saved
+
     def __str__(self) -> str:
         ctx = self.context()
         text = f"{ctx}: {self.message}" if ctx else self.message

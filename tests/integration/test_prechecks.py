@@ -192,6 +192,35 @@ def test_non_empty_target_table(
     ) in item.detail
 
 
+def test_rows_the_task_copied_itself_pass_with_a_note(
+    mariadb1: Endpoint, mariadb2: Endpoint, fresh_database: Callable[..., str]
+) -> None:
+    """A failed task started again: its own copied tables are no reason to refuse;
+    another busy table still is."""
+    src, dst = fresh_database(mariadb1, "src"), fresh_database(mariadb2, "dst")
+    for endpoint, db in ((mariadb1, src), (mariadb2, dst)):
+        run_sql(endpoint, ["CREATE TABLE t (id INT PRIMARY KEY)", "CREATE TABLE u (id INT)"], db)
+    run_sql(mariadb2, ["INSERT INTO t VALUES (7)"], dst)
+    spec = _spec(
+        "pc-own",
+        _url(mariadb1),
+        _url(mariadb2),
+        {"select": {"databases": [src]}, "rename": {"databases": {src: dst}}},
+    )
+    item = _by_name(task_prechecks(spec, own_tables=frozenset({f"{src}.t"})))[
+        "target.non_empty_tables"
+    ]
+    assert item.status is Status.PASS
+    assert f"{dst}.t holds rows this task copied itself" in item.detail
+    run_sql(mariadb2, ["INSERT INTO u VALUES (1)"], dst)
+    item = _by_name(task_prechecks(spec, own_tables=frozenset({f"{src}.t"})))[
+        "target.non_empty_tables"
+    ]
+    assert item.status is Status.FAIL
+    assert f"already hold rows: {dst}.u;" in item.detail
+    assert f"{dst}.t holds rows this task copied itself" in item.detail
+
+
 def test_target_user_without_insert_and_create_fails_naming_them(
     mariadb1: Endpoint, mariadb2: Endpoint, fresh_database: Callable[..., str]
 ) -> None:

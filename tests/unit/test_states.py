@@ -108,6 +108,14 @@ def test_old_stopped_state_becomes_paused(tmp_path: Path) -> None:
         "ALTER TABLE tasks DROP COLUMN lease_until",
         "ALTER TABLE tasks DROP COLUMN request",
         "ALTER TABLE tasks DROP COLUMN error",
+        # and before self-healing (version 4)
+        "ALTER TABLE tasks DROP COLUMN retry_attempts",
+        "ALTER TABLE tasks DROP COLUMN retry_since",
+        "ALTER TABLE tasks DROP COLUMN retry_next",
+        "ALTER TABLE tasks DROP COLUMN retry_error",
+        "ALTER TABLE tasks DROP COLUMN retries_total",
+        "ALTER TABLE tasks DROP COLUMN last_error_at",
+        "ALTER TABLE task_events DROP COLUMN kind",
     ):
         db.execute(sql)
     db.commit()

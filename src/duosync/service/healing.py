@@ -13,9 +13,9 @@ loses and duplicates nothing that a crash would not.
 A *streak* of failures starts at the first failure after the task was healthy
 and ends when the phase shows progress again (a chunk copied, a batch applied, a
 change read from an idle source): the back-off then starts over from ``FIRST``.
-Within a streak the n-th wait is ``min(CAP, FIRST * 2**(n-1))`` scaled by a
-random factor in [0.5, 1] ("equal jitter": two tasks cut off by the same restart
-do not knock on the server in step), and never under ``FIRST``. A streak longer
+Within a streak the n-th wait is ``retrying.backoff(n)``: 1 s doubling up to
+60 s, scaled by a random factor in [0.5, 1] ("equal jitter": two tasks cut off by
+the same restart do not knock on the server in step), never under 1 s. A streak longer
 than the task's ``options.retry_for`` (default 24 h; 0 fails at once) ends the
 task ``failed``, with the last error and how long it was retried. An error may
 carry a shorter limit of its own (``RetriableError.give_up_after``): one whose
@@ -30,7 +30,6 @@ a back-off that grew while the server was down.
 
 from __future__ import annotations
 
-import random
 import socket
 import threading
 import time
@@ -38,18 +37,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from duosync.errors import RetriableError
+from duosync.retrying import backoff
 
-#: seconds of the first wait, and the longest
-FIRST = 1.0
-CAP = 60.0
+__all__ = ["Address", "Streak", "Waiter", "backoff", "give_up", "reachable"]
+
 #: seconds between probes of an unreachable endpoint while waiting
 PROBE_EVERY = 1.0
-
-
-def backoff(attempt: int, rand: Callable[[], float] = random.random) -> float:
-    """Seconds to wait before attempt *attempt* + 1 of a streak (*attempt* >= 1)."""
-    base = min(CAP, FIRST * float(2 ** min(max(0, attempt - 1), 16)))
-    return max(FIRST, base * (0.5 + 0.5 * rand()))
 
 
 @dataclass

@@ -227,7 +227,7 @@ class TaskRun:
                 if self.stop.is_set():
                     return  # paused or shut down while failing: resumed from checkpoints
                 now = time.time()
-                self.streak.fail(str(exc), now)
+                self.streak.fail(exc.describe(task=False), now)
                 if healing.give_up(self.streak, exc, spec.options.retry_for, now):
                     raise self._gave_up(exc, now) from None
                 delay = healing.backoff(self.streak.attempts)
@@ -240,11 +240,12 @@ class TaskRun:
                     self.streak.attempts,
                     self.streak.since,
                     self.streak.next_at,
-                    str(exc),
+                    exc.describe(task=False),
                 )
                 self.say(
-                    f"task {self.name}: {exc}; retrying in {delay:.1f}s (attempt"
-                    f" {self.streak.attempts}, failing for {now - self.streak.since:.0f}s)"
+                    f"task {self.name}: {exc.describe(task=False)}; retrying in"
+                    f" {delay:.1f}s (attempt {self.streak.attempts}, failing for"
+                    f" {now - self.streak.since:.0f}s)"
                 )
                 waiter.wait(delay, _address(exc, spec))
 

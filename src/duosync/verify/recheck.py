@@ -25,11 +25,13 @@ converged): a stopped or idle sync has nothing in flight.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pymysql
 from pymysql.connections import Connection
 
 from duosync.config import Endpoint, Flavor
@@ -37,8 +39,9 @@ from duosync.core.positions import Position, position_from
 from duosync.endpoints.mysql.connection import driver_errors
 from duosync.endpoints.mysql.inspector import OMS_DATABASE
 from duosync.endpoints.mysql.position import current_position
-from duosync.errors import DuosyncError
+from duosync.errors import DuosyncError, RetriableError
 from duosync.migrate.copier import text_connect
+from duosync.retrying import retry_call
 from duosync.sync.checkpoint import TABLE as CHECKPOINTS
 from duosync.sync.runner import IDLE_CHECKPOINT
 from duosync.verify.compare import compare_keys
@@ -49,6 +52,9 @@ Say = Callable[[str], None]
 
 #: polling interval of the checkpoints while waiting
 _POLL = 0.25
+#: seconds a recheck round is retried after transient faults (verify is run by a
+#: person or a script waiting for it: a minute, not the task's retry_for)
+RETRY_BUDGET = 60.0
 #: a task whose newest checkpoint is younger than this is taken to be running: an
 #: idle running task rewrites its checkpoints every IDLE_CHECKPOINT seconds
 ALIVE = 2 * IDLE_CHECKPOINT + 1.0
@@ -166,11 +172,11 @@ def recheck(
 ) -> RecheckInfo | None:
     """Recheck the kept differing keys of *states* while the task's sync runs; None
     when no sync of this task writes to the target."""
-    tgt = text_connect(target)
-    src = text_connect(source)
+    conns = _Conns(source, target)
     try:
-        with driver_errors(target):
-            state = sync_state(tgt, task)
+        state = retry_call(
+            lambda: conns.target_state(task), budget=RETRY_BUDGET, say=say, what="verify recheck"
+        )
         if not state.parts:
             return None
         lag = state.lag(time.time())
@@ -185,18 +191,26 @@ def recheck(
             f" {info.keys} differing rows"
         )
         for _ in range(rounds):
-            since = time.time()
-            with driver_errors(source):
-                upto = _binlog_position(src, flavor)
-            with driver_errors(target):
-                moved = _wait(tgt, task, since, upto, margin, max_wait)
-            info.rounds += 1
+
+            def one_round(todo: list[TableState] = pending) -> tuple[bool, list[TableState]]:
+                conns.ensure()
+                since = time.time()
+                with driver_errors(source):
+                    upto = _binlog_position(conns.src, flavor)
+                with driver_errors(target):
+                    moved = _wait(conns.tgt, task, since, upto, margin, max_wait)
+                for s in todo:
+                    keys = [*s.diff.missing, *s.diff.extra, *s.diff.different]
+                    with driver_errors(source, table=s.report.source):
+                        s.diff = compare_keys(s.readers(conns.src, conns.tgt), keys)
+                return moved, [s for s in todo if len(s.diff)]
+
             was = sum(len(s.diff) for s in pending)
-            for s in pending:
-                keys = [*s.diff.missing, *s.diff.extra, *s.diff.different]
-                with driver_errors(source, table=s.report.source):
-                    s.diff = compare_keys(s.readers(src, tgt), keys)
-            pending = [s for s in pending if len(s.diff)]
+            # A round only reads: after a lost connection it is redone whole.
+            moved, pending = retry_call(
+                one_round, budget=RETRY_BUDGET, say=say, what="verify recheck"
+            )
+            info.rounds += 1
             if not pending or not (moved or sum(len(s.diff) for s in pending) < was):
                 break
         for s in states:
@@ -207,5 +221,51 @@ def recheck(
                 counted(s, max_keys)
         return info
     finally:
-        src.close()
-        tgt.close()
+        conns.close()
+
+
+class _Conns:
+    """The recheck's two connections, opened again after a transient fault."""
+
+    def __init__(self, source: Endpoint, target: Endpoint) -> None:
+        self.source = source
+        self.target = target
+        self._src: Connection[Any] | None = None
+        self._tgt: Connection[Any] | None = None
+
+    @property
+    def src(self) -> Connection[Any]:
+        assert self._src is not None
+        return self._src
+
+    @property
+    def tgt(self) -> Connection[Any]:
+        assert self._tgt is not None
+        return self._tgt
+
+    def ensure(self) -> None:
+        """Both connections, fresh ones if either was lost."""
+        for conn in (self._src, self._tgt):
+            if conn is not None and not conn.open:
+                self.close()
+                break
+        if self._tgt is None:
+            self._tgt = text_connect(self.target)
+        if self._src is None:
+            self._src = text_connect(self.source)
+
+    def target_state(self, task: str) -> SyncState:
+        try:
+            self.ensure()
+            with driver_errors(self.target):
+                return sync_state(self.tgt, task)
+        except RetriableError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        for conn in (self._src, self._tgt):
+            if conn is not None:
+                with contextlib.suppress(pymysql.err.MySQLError, OSError):
+                    conn.close()
+        self._src = self._tgt = None

@@ -136,11 +136,14 @@ def translate(
     if isinstance(exc, pymysql.err.MySQLError) and exc.args and isinstance(exc.args[0], int):
         code = exc.args[0]
         text = str(exc.args[1]) if len(exc.args) > 1 else text
+    if not text.strip() or text == "(0, '')":
+        # PyMySQL's InterfaceError(0, ''): the connection was already gone
+        text = "the connection was lost (the server went away or closed it)"
     secret = password if password is not None else _safe_password(endpoint)
     if secret:
         text = text.replace(secret, "***")
     what = f"cannot {action}: " if action else ""
-    message = f"{what}{text}" + (f" [MySQL error {code}]" if code is not None else "")
+    message = f"{what}{text}" + (f" [MySQL error {code}]" if code else "")
     if statement:
         message += f"; statement: {_short(statement)}"
     cls = _classify(code, text, exc, endpoint)

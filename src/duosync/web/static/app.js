@@ -117,6 +117,29 @@
     return isNaN(d.getTime()) ? String(t) : d.toLocaleString();
   }
 
+  /** A countdown to a Unix time: "in 12 s", "in 2 min 5 s", "now". */
+  function fmtCountdown(t) {
+    if (t === null || t === undefined) return "";
+    const left = Math.ceil(Number(t) - Date.now() / 1000);
+    if (left <= 0) return "now";
+    return "in " + (left < 60 ? left + " s" : fmtSeconds(left));
+  }
+
+  /** How long ago a Unix time was: "5 s", "3 min 2 s". */
+  function fmtAgo(t) {
+    if (t === null || t === undefined) return "";
+    return fmtSeconds(Math.max(0, Math.round(Date.now() / 1000 - Number(t))));
+  }
+
+  /** A Unix time as a local clock time (hours and minutes). */
+  function fmtClock(t) {
+    return new Date(Number(t) * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+
+  function plural(n, one, many) {
+    return fmtInt(n) + " " + (Number(n) === 1 ? one : many);
+  }
+
   function fmtJson(v) {
     if (v === null || v === undefined) return "";
     return typeof v === "string" ? v : JSON.stringify(v);
@@ -310,7 +333,7 @@
       error,
       el("table", { class: "grid" },
         el("thead", {}, el("tr", {},
-          ["Name", "State", "Source \u2192 target", "Rows/s", "Lag", "Actions"].map((h) => el("th", { scope: "col", text: h })))),
+          ["Name", "State", "Health", "Source \u2192 target", "Rows/s", "Lag", "Actions"].map((h) => el("th", { scope: "col", text: h })))),
         tbody),
       empty
     );
@@ -360,6 +383,7 @@
         t.kind === "reverse" ? el("span", { class: "tag", text: "reverse" }) : null,
         t.kind === "two-way" ? el("span", { class: "tag", text: "two-way" }) : null),
       el("td", {}, stateBadge(t.state, "task-state"), t.error ? el("div", { class: "error small", text: t.error }) : null),
+      el("td", {}, healthBadge(t, "task-health")),
       el("td", { class: "endpoints" }, el("span", { text: t.source }), " \u2192 ", el("span", { text: t.target })),
       el("td", { class: "num", "data-testid": "rows-per-second" }, t.progress ? fmtRate(p.rows_per_second) : "\u2014"),
       el("td", { class: "num", "data-testid": "lag" }, t.progress ? fmtSeconds(p.lag_seconds) : "\u2014"),
@@ -369,6 +393,125 @@
 
   function stateBadge(state, testid) {
     return el("span", { class: "state state-" + String(state).replace(/[^a-z_]/g, ""), "data-testid": testid, text: state });
+  }
+
+  // --------------------------------------------------------------------- health
+
+  /** "healthy", "retrying" or "failed": a task's self-healing status. */
+  function healthOf(t) {
+    const h = t.health || {};
+    if (h.retrying || (t.progress && t.progress.retrying)) return "retrying";
+    if (t.state === "failed" || h.healthy === false) return "failed";
+    return "healthy";
+  }
+
+  function healthText(t) {
+    const h = t.health || {};
+    const kind = healthOf(t);
+    if (kind !== "retrying") return kind;
+    return h.attempts ? "retrying (attempt " + fmtInt(h.attempts) + ")" : "retrying";
+  }
+
+  function healthBadge(t, testid) {
+    const h = t.health || {};
+    const kind = healthOf(t);
+    return el("span", { class: "health health-" + kind, "data-testid": testid, "data-health": kind,
+      title: kind === "healthy" ? null : h.last_error || null, text: healthText(t) });
+  }
+
+  // ---------------------------------------------------------------- timeline
+
+  const EVENT_LABELS = {
+    phase: "phase",
+    failure: "failed",
+    pause: "paused",
+    retry: "retry",
+    recovered: "recovered",
+    note: "note",
+  };
+
+  /** What a history event is, for the timeline: phase, failure, pause, retry,
+   * recovered or note (events without a kind, of older services: from the states). */
+  function eventCategory(h) {
+    const kind = h.kind || (h.from && h.from === h.to ? "note" : "state");
+    if (kind === "retry" || kind === "recovered" || kind === "note") return kind;
+    if (kind !== "state") return "note";
+    if (h.to === "failed") return "failure";
+    if (h.to === "paused") return "pause";
+    return "phase";
+  }
+
+  function timelineItem(h) {
+    const cat = eventCategory(h);
+    const when = typeof h.at === "number" ? new Date(h.at * 1000) : new Date(h.at);
+    const label = cat === "note" && h.kind && h.kind !== "note" ? h.kind : EVENT_LABELS[cat];
+    const move = (cat === "phase" || cat === "failure" || cat === "pause") && (h.from || h.to);
+    return el("li", { class: "tl-item tl-" + cat, "data-testid": "history-row", "data-kind": cat, "data-to": h.to || "" },
+      el("span", { class: "tl-dot", "aria-hidden": "true" }),
+      el("div", { class: "tl-body" },
+        el("div", { class: "tl-head" },
+          el("time", { class: "tl-at", datetime: isNaN(when.getTime()) ? null : when.toISOString(), text: fmtTime(h.at) }),
+          el("span", { class: "tl-label", "data-testid": "history-kind", text: label }),
+          move ? el("span", { class: "tl-move", "data-testid": "history-move" },
+            h.from ? stateBadge(h.from, "history-from") : null, h.from ? " \u2192 " : null,
+            h.to ? stateBadge(h.to, "history-to") : null) : null),
+        h.detail ? el("div", { class: "tl-detail", "data-testid": "history-detail", text: h.detail }) : null));
+  }
+
+  // ------------------------------------------------------------------- chart
+
+  const SVG_NS = "http://www.w3.org/2000/svg";
+
+  /** Make an SVG element (attributes with setAttribute, text as text nodes). */
+  function svgEl(tag, attrs, ...children) {
+    const node = document.createElementNS(SVG_NS, tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined) continue;
+      node.setAttribute(key, String(value));
+    }
+    return append(node, children);
+  }
+
+  /** The last hour of rows/s and lag (progress.chart) as an inline SVG: two
+   * polylines, each on its own scale (rows/s on the left, lag on the right). */
+  function chartSvg(points) {
+    const W = 720, H = 210, L = 28, R = 28, T = 22, B = 24;
+    const pw = W - L - R;
+    const ph = H - T - B;
+    const end = Number(points[points.length - 1].at);
+    const shown = points.filter((pt) => Number(pt.at) >= end - 3600);
+    const span = Math.max(60, end - Number(shown[0].at));
+    const start = end - span;
+    const rows = shown.map((pt) => Math.max(0, Number(pt.rows_per_second) || 0));
+    const lagged = shown.filter((pt) => pt.lag_seconds !== null && pt.lag_seconds !== undefined);
+    const rowsMax = Math.max(0, ...rows);
+    const lagMax = Math.max(0, ...lagged.map((pt) => Number(pt.lag_seconds)));
+    const x = (at) => (L + ((Number(at) - start) / span) * pw).toFixed(1);
+    const y = (v, max) => (T + ph - (max > 0 ? Math.min(v, max) / max : 0) * ph).toFixed(1);
+    const line = (list, value, max, cls, testid) => {
+      if (!list.length) return null;
+      const coords = list.map((pt) => x(pt.at) + "," + y(value(pt), max));
+      const lastXY = coords[coords.length - 1].split(",");
+      return svgEl("g", { class: cls, "data-testid": testid },
+        svgEl("polyline", { points: coords.join(" "), fill: "none" }),
+        svgEl("circle", { cx: lastXY[0], cy: lastXY[1], r: "2.5" }));
+    };
+    const label = (px, py, anchor, cls, text) =>
+      svgEl("text", { x: px, y: py, "text-anchor": anchor, class: cls }, text);
+    return svgEl("svg", { viewBox: "0 0 " + W + " " + H, width: "100%", class: "chart-svg", role: "img",
+      "aria-label": "rows per second and lag over the last hour", "data-testid": "chart-svg" },
+      svgEl("title", {}, "Rows/s and lag, last hour"),
+      svgEl("rect", { x: L, y: T, width: pw, height: ph, class: "chart-frame" }),
+      svgEl("line", { x1: L, x2: L + pw, y1: T + ph / 2, y2: T + ph / 2, class: "chart-grid" }),
+      // each scale's top is its maximum: rows/s on the left, lag on the right
+      label(L, T - 7, "start", "chart-axis chart-rows", "\u2191 max " + fmtRate(rowsMax) + " rows/s"),
+      label(L - 5, T + ph, "end", "chart-axis", "0"),
+      label(L + pw, T - 7, "end", "chart-axis chart-lag", lagged.length ? "lag max " + fmtSeconds(lagMax) + " \u2191" : "no lag measured"),
+      label(L + pw + 5, T + ph, "start", "chart-axis", "0 s"),
+      label(L, H - 6, "start", "chart-axis", fmtClock(start)),
+      label(L + pw, H - 6, "end", "chart-axis", fmtClock(end)),
+      line(shown, (pt) => Math.max(0, Number(pt.rows_per_second) || 0), rowsMax, "chart-rows", "chart-rows"),
+      line(lagged, (pt) => Number(pt.lag_seconds), lagMax, "chart-lag", "chart-lag"));
   }
 
   /** A button that POSTs an action; *report(message|null)* shows its outcome. */
@@ -535,7 +678,11 @@
     const taskError = el("p", { class: "error", role: "alert", "data-testid": "task-error", hidden: true });
     const prechecks = el("tbody", { "data-testid": "prechecks" });
     const noPrechecks = el("p", { class: "muted", text: "No pre-checks have run yet (they run when the task starts)." });
-    const history = el("tbody", { "data-testid": "history" });
+    const history = el("ol", { class: "timeline", "data-testid": "history" });
+    const noHistory = el("p", { class: "muted", "data-testid": "no-history", text: "No events yet." });
+    const healthBanner = el("div", { class: "health-banner", role: "status", "data-testid": "health-banner" });
+    const chartBox = el("div", { class: "chart-box", "data-testid": "chart" });
+    const chartLegend = el("p", { class: "chart-legend muted", "data-testid": "chart-legend" });
     const conflictsBox = el("div", { "data-testid": "conflicts", hidden: true });
     const spec = el("pre", { class: "mono spec", "data-testid": "task-spec" });
     const header = el("h1", { "data-testid": "task-name", text: name });
@@ -550,6 +697,7 @@
         notFound,
         actionError,
         taskError,
+        healthBanner,
         el("dl", { class: "facts" },
           el("dt", { text: "State" }), ids["task-state"] = el("dd", {}, stateBadge("", "task-state")),
           el("dt", { text: "Phase" }), value("task-phase"),
@@ -569,7 +717,11 @@
           el("dt", { text: "Lag" }), value("lag", "num"),
           el("dt", { text: "Synced rows" }), value("synced-rows", "num"),
           el("dt", { text: "Conflicts" }), el("dd", {}, ids["conflicts-count"] = el("span", { "data-testid": "conflicts-count" }), " ",
-            el("button", { type: "button", class: "small", "data-testid": "show-conflicts", text: "Show conflicts", onclick: () => toggleConflicts() })))),
+            el("button", { type: "button", class: "small", "data-testid": "show-conflicts", text: "Show conflicts", onclick: () => toggleConflicts() }))),
+        el("div", { class: "chart-wrap", "data-testid": "chart-card" },
+          el("h3", { text: "Last hour" }),
+          chartLegend,
+          chartBox)),
       el("section", { class: "card", hidden: true, "data-testid": "conflicts-card" }, el("h2", { text: "Conflicts" }), conflictsBox),
       el("section", { class: "card" },
         el("h2", { text: "Pre-checks" }),
@@ -578,10 +730,9 @@
           el("thead", {}, el("tr", {}, ["Check", "Status", "Detail", ""].map((h) => el("th", { scope: "col", text: h })))),
           prechecks)),
       el("section", { class: "card" },
-        el("h2", { text: "History" }),
-        el("table", { class: "grid" },
-          el("thead", {}, el("tr", {}, ["At", "From", "To", "Detail"].map((h) => el("th", { scope: "col", text: h })))),
-          history)),
+        el("div", { class: "title-row" }, el("h2", { text: "Timeline" }), el("span", { class: "muted small", text: "newest first, local time" })),
+        noHistory,
+        history),
       el("section", { class: "card" },
         el("details", {}, el("summary", { text: "Spec (passwords hidden)" }), spec))
     );
@@ -737,14 +888,73 @@
 
     function renderHistory(list) {
       if (!changed("history", list)) return;
+      noHistory.hidden = list.length > 0;
       clear(history);
-      for (const h of list.slice().reverse()) {
-        history.appendChild(el("tr", { "data-testid": "history-row" },
-          el("td", { text: fmtTime(h.at) }),
-          el("td", { text: h.from || "" }),
-          el("td", { text: h.to || "" }),
-          el("td", { class: "detail", text: h.detail || "" })));
+      for (const h of list.slice().reverse()) history.appendChild(timelineItem(h));
+    }
+
+    // the parts of the health banner that move with the clock (see the ticker)
+    let healthClock = null;
+
+    function renderHealth(t) {
+      const h = t.health || {};
+      const kind = healthOf(t);
+      if (!changed("health", [kind, h, t.state])) return;
+      healthBanner.className = "health-banner health-banner-" + kind;
+      healthBanner.setAttribute("data-health", kind);
+      clear(healthBanner);
+      healthClock = null;
+      const total = plural(h.retries_total || 0, "retry", "retries") + " in all";
+      if (kind !== "retrying") {
+        healthBanner.appendChild(el("div", { class: "health-line" },
+          el("span", { class: "health health-" + kind, "data-testid": "health-summary", "data-health": kind, text: kind + " (" + total + ")" }),
+          h.last_error_at ? el("span", { class: "muted small", text: "last error at " + fmtTime(h.last_error_at) }) : null));
+        return;
       }
+      const since = el("span", { "data-testid": "health-since" });
+      const countdown = el("strong", { "data-testid": "health-countdown" });
+      healthBanner.appendChild(el("div", { class: "health-line" },
+        healthBadge(t, "health-state"),
+        el("span", { "data-testid": "health-summary" },
+          el("span", { "data-testid": "health-attempts", text: plural(h.attempts || 0, "failed attempt", "failed attempts") }),
+          h.since ? " since " : null, h.since ? since : null,
+          h.next_attempt_at ? " \u00b7 next attempt " : null, h.next_attempt_at ? countdown : null,
+          " \u00b7 " + total)));
+      if (h.last_error) {
+        healthBanner.appendChild(el("div", { class: "health-reason" },
+          el("span", { class: "label", text: "Reason" }),
+          el("span", { class: "mono", "data-testid": "health-reason", text: h.last_error }),
+          h.last_error_at ? el("span", { class: "muted small", text: " (" + fmtTime(h.last_error_at) + ")" }) : null));
+      }
+      healthClock = () => {
+        if (h.since) setText(since, fmtTime(h.since) + " (" + fmtAgo(h.since) + " ago)");
+        if (h.next_attempt_at) {
+          setText(countdown, fmtCountdown(h.next_attempt_at));
+          countdown.setAttribute("data-at", String(h.next_attempt_at));
+        }
+      };
+      healthClock();
+    }
+
+    function renderChart(p) {
+      const points = (p && p.chart) || [];
+      if (!changed("chart", points)) return;
+      clear(chartBox);
+      clear(chartLegend);
+      if (!points.length) {
+        chartLegend.hidden = true;
+        chartBox.appendChild(el("p", { class: "muted chart-empty", "data-testid": "chart-empty", text: "no data yet" }));
+        return;
+      }
+      chartLegend.hidden = false;
+      const rowsMax = Math.max(0, ...points.map((pt) => Number(pt.rows_per_second) || 0));
+      const lags = points.filter((pt) => pt.lag_seconds !== null && pt.lag_seconds !== undefined).map((pt) => Number(pt.lag_seconds));
+      append(chartLegend, [
+        el("span", { class: "swatch swatch-rows", "aria-hidden": "true" }), " rows/s (max " + fmtRate(rowsMax) + ")",
+        el("span", { class: "swatch swatch-lag", "aria-hidden": "true" }), " lag (max " + (lags.length ? fmtSeconds(Math.max(...lags)) : "\u2014") + ")",
+        " \u00b7 a point every 10 s",
+      ]);
+      chartBox.appendChild(chartSvg(points));
     }
 
     function renderFigures(t) {
@@ -806,12 +1016,23 @@
       notFound.hidden = true;
       view.setAttribute("data-state", t.state);
       renderFigures(t);
+      renderHealth(t);
+      renderChart(t.progress);
       renderActions(t);
       renderReverse(t);
       renderPrechecks(t.prechecks || []);
       renderHistory(t.history || []);
       if (changed("spec", t.spec)) setText(spec, JSON.stringify(t.spec, null, 2));
     }
+
+    // the banner's countdown moves every second, between the polls too
+    const ticker = setInterval(() => {
+      if (gen !== generation) {
+        clearInterval(ticker);
+        return;
+      }
+      if (healthClock) healthClock();
+    }, 500);
 
     poll(load, DETAIL_POLL_MS);
   }
