@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -115,6 +116,17 @@ def create_app(db: Path, token: str, *, supervisor: Supervisor | None = None) ->
         body = {"error": str(exc), "message": exc.message, "task": exc.task, "hint": exc.hint}
         return JSONResponse(body, status_code=status)
 
+    @app.exception_handler(sqlite3.Error)
+    async def _store_error(_r: Request, exc: Exception) -> JSONResponse:
+        # The store waits for its write lock (busy timeout) before this happens:
+        # a passing overload, which the client may retry.
+        logging.getLogger(__name__).warning("metadata store: %s", exc)
+        return JSONResponse(
+            {"error": f"the metadata store is busy: {exc}", "hint": "retry the request"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(_r: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -206,7 +218,7 @@ def create_app(db: Path, token: str, *, supervisor: Supervisor | None = None) ->
         service runs; only the state for one run elsewhere."""
         record = st.get_task(name)
         live = sup.live(name)
-        return {"name": name, "state": record.state.value} | (
+        return {"name": name, "state": record.state.value, "health": views.health(record)} | (
             live.snapshot() if live is not None else {"phase": record.state.value}
         )
 

@@ -131,9 +131,11 @@
     return fmtSeconds(Math.max(0, Math.round(Date.now() / 1000 - Number(t))));
   }
 
-  /** A Unix time as a local clock time (hours and minutes). */
-  function fmtClock(t) {
-    return new Date(Number(t) * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  /** A Unix time as a local clock time (hours and minutes, and seconds if asked). */
+  function fmtClock(t, seconds) {
+    const opts = { hour: "2-digit", minute: "2-digit" };
+    if (seconds) opts.second = "2-digit";
+    return new Date(Number(t) * 1000).toLocaleTimeString([], opts);
   }
 
   function plural(n, one, many) {
@@ -508,8 +510,8 @@
       label(L - 5, T + ph, "end", "chart-axis", "0"),
       label(L + pw, T - 7, "end", "chart-axis chart-lag", lagged.length ? "lag max " + fmtSeconds(lagMax) + " \u2191" : "no lag measured"),
       label(L + pw + 5, T + ph, "start", "chart-axis", "0 s"),
-      label(L, H - 6, "start", "chart-axis", fmtClock(start)),
-      label(L + pw, H - 6, "end", "chart-axis", fmtClock(end)),
+      label(L, H - 6, "start", "chart-axis", fmtClock(start, span < 600)),
+      label(L + pw, H - 6, "end", "chart-axis", fmtClock(end, span < 600)),
       line(shown, (pt) => Math.max(0, Number(pt.rows_per_second) || 0), rowsMax, "chart-rows", "chart-rows"),
       line(lagged, (pt) => Number(pt.lag_seconds), lagMax, "chart-lag", "chart-lag"));
   }
