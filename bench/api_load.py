@@ -254,6 +254,7 @@ class Service:
 
     def stop(self) -> None:
         if self.proc is None:
+            self.api.close()
             return
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -391,8 +392,7 @@ def client_loop(service: Service, index: int, deadline: float, tally: Tally) -> 
             t0 = time.perf_counter()
             try:
                 got = client.get(path)
-                body: Any = got.text if kind == "metrics" else got.json()
-            except (httpx.HTTPError, ValueError) as exc:
+            except httpx.HTTPError as exc:
                 tally.exceptions[type(exc).__name__] += 1
                 if len(tally.samples) < 10:
                     tally.samples.append(f"{path}: {type(exc).__name__}: {exc}")
@@ -403,7 +403,13 @@ def client_loop(service: Service, index: int, deadline: float, tally: Tally) -> 
             if got.status_code // 100 != 2:
                 if len(tally.samples) < 10:
                     tally.samples.append(f"{path}: {got.status_code} {got.text[:200]}")
-            elif not check(body):
+                continue
+            try:
+                body: Any = got.text if kind == "metrics" else got.json()
+                right = check(body)
+            except ValueError:  # not JSON
+                right = False
+            if not right:
                 tally.bad_bodies[kind] += 1
                 if len(tally.samples) < 10:
                     tally.samples.append(f"{path}: unexpected body {got.text[:200]}")
@@ -452,6 +458,7 @@ def run(urls: dict[str, str], args: argparse.Namespace) -> int:
     service = Service(work / "home", work / "serve.log")
     writer: Writer | None = None
     problems: list[str] = []
+    failed = False
     try:
         say(f"preparing {', '.join(f'{s}.{d}' for _t, s, d, _x, _y in LAYOUT)}")
         # the second task's copy lasts about the load's length (it ends in incremental)
@@ -483,6 +490,9 @@ def run(urls: dict[str, str], args: argparse.Namespace) -> int:
                 caught_up = True
                 break
             time.sleep(0.5)
+    except BaseException:
+        failed = True
+        raise
     finally:
         if writer is not None:
             writer.stop.set()
@@ -495,6 +505,11 @@ def run(urls: dict[str, str], args: argparse.Namespace) -> int:
         except pymysql.MySQLError as exc:
             problems.append(str(exc))
             say(f"cleanup: {exc}")
+        if failed:  # no figures: keep serve's log if it says something, else leave nothing
+            if service.log.exists() and service.log.stat().st_size:
+                say(f"serve log kept: {service.log}")
+            else:
+                shutil.rmtree(work, ignore_errors=True)
 
     requests = len(tally.latencies)
     non_2xx = {s: n for s, n in sorted(tally.statuses.items()) if s // 100 != 2}

@@ -29,7 +29,8 @@ import pytest
 
 from duosync.config import Endpoint
 from duosync.sandbox import Sandbox
-from tests.faults import FaultProxy, endpoint, kill9, private_sandbox, restart
+from tests import faults
+from tests.faults import FaultProxy, endpoint, private_sandbox
 from tests.helpers import query, run_sql
 
 pytestmark = pytest.mark.e2e
@@ -92,8 +93,19 @@ class Proc:
 
     def __post_init__(self) -> None:
         env = dict(os.environ, DUOSYNC_PLAIN="1")
+        self.popen = subprocess.Popen(
+            self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
+        )
+        self._copier = threading.Thread(target=self._copy, daemon=True)
+        self._copier.start()
+
+    def _copy(self) -> None:
+        """Every output line into the log, with the wall-clock time it came."""
+        assert self.popen.stdout is not None
         with open(self.log, "ab") as out:
-            self.popen = subprocess.Popen(self.args, stdout=out, stderr=out, env=env)
+            for line in self.popen.stdout:
+                out.write(_stamp().encode() + b" " + line)
+                out.flush()
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -110,7 +122,29 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait(10)
+        self._copier.join(10)
         return self.popen.returncode
+
+
+def _stamp() -> str:
+    now = time.time()
+    return time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
+
+
+def say(text: str) -> None:
+    print(f"[healing {_stamp()}] {text}")
+
+
+def kill9(box: Sandbox, name: str) -> None:
+    say(f"kill -9 {name}")
+    faults.kill9(box, name)
+    say(f"{name} is gone")
+
+
+def restart(box: Sandbox) -> float:
+    served = faults.restart(box)
+    say("every private server serves again")
+    return served
 
 
 @contextlib.contextmanager
@@ -314,7 +348,7 @@ RECOVERY: dict[str, float | None] = {}
 def _report(case: str, seconds: float | None, extra: str = "") -> None:
     RECOVERY[case] = seconds
     shown = "never" if seconds is None else f"{seconds:.1f}s"
-    print(f"\n[healing] {case}: recovery (serving again -> first new row applied) {shown} {extra}")
+    say(f"{case}: recovery (serving again -> first new row applied) {shown} {extra}")
 
 
 def _history(home: Path, name: str) -> list[dict[str, Any]]:
@@ -358,7 +392,7 @@ options: {{retry_for: 10m, write_concurrency: 4}}
         killed_at = time.monotonic()
         time.sleep(DOWN)
         served = restart(box)
-        print(f"\n[healing] {case}: {victim} down {served - killed_at:.1f}s")
+        say(f"{case}: {victim} down {served - killed_at:.1f}s")
         seconds = recovery_seconds(writer, target, dst_db, CONVERGE)
         time.sleep(5)
         writer.finish()
@@ -372,7 +406,7 @@ options: {{retry_for: 10m, write_concurrency: 4}}
         )
         assert writer.committed > 1000, "too few writes during the test"
         retries = [e for e in _history(home, case) if e["kind"] != "state"]
-        print(f"[healing] {case}: events {[(e['kind'], e['detail'][:120]) for e in retries]}")
+        say(f"{case}: events {[(e['kind'], e['detail'][:120]) for e in retries]}")
 
 
 def test_kill_source_mariadb_during_incremental(
@@ -498,19 +532,19 @@ options: {{retry_for: 10m, chunk_rows: 5000, rate_rows_per_second: 15000}}
         time.sleep(DOWN)
         assert proc.alive(), f"the task exited while the server was down:\n{proc.output()}"
         served = restart(box)
-        print(f"\n[healing] {name}: killed with {copied} of {BIG_ROWS} rows on the target")
+        say(f"{name}: killed with {copied} of {BIG_ROWS} rows on the target")
         try:
             proc.popen.wait(300)
         except subprocess.TimeoutExpired:
             raise AssertionError(f"the copy did not finish in time:\n{proc.output()}") from None
         finished = time.monotonic() - served
         assert proc.popen.returncode == 0, proc.output()
-        print(f"[healing] {name}: copy finished {finished:.1f}s after the restart")
+        say(f"{name}: copy finished {finished:.1f}s after the restart")
     count = "SELECT COUNT(*), SUM(CRC32(CONCAT_WS('|', id, a, b))) FROM `{}`.big"
     assert query(target, count.format(dst_db)) == query(source, count.format(src_db))
     assert table_rows(target, dst_db, "big") == table_rows(source, src_db, "big")
     history = _history(home, name)
-    print(f"[healing] {name}: history {[(e['kind'], e['to'], e['detail'][:100]) for e in history]}")
+    say(f"{name}: history {[(e['kind'], e['to'], e['detail'][:100]) for e in history]}")
     RECOVERY[name] = finished
 
 
@@ -518,28 +552,39 @@ options: {{retry_for: 10m, chunk_rows: 5000, rate_rows_per_second: 15000}}
 
 
 @pytest.mark.soak
+@pytest.mark.parametrize("source_name", ["faultmaria", "faultob"])
 def test_chaos_on_both_links(
     tmp_path: Path,
+    box: Sandbox,
+    source_name: str,
     mariadb1: Endpoint,
-    mariadb2: Endpoint,
     fresh_database: Callable[..., str],
+    private_database: Callable[..., str],
 ) -> None:
     """duosync reaches both servers through fault proxies that stall, reset, refuse
     and black-hole connections at random for 60 s while a writer runs; afterwards
-    the target equals the source, and the task never stopped."""
-    src_db = fresh_database(mariadb1, "src")
-    dst_db = fresh_database(mariadb2, "dst")
-    _load_items(mariadb1, src_db, 1, 2000)
+    the target equals the source, and the task never stopped.
+
+    The source is a private server: a shared one may have its binlogs purged by
+    another test while our reader is cut off (seen: error 1236, then fatal)."""
+    source = endpoint(box, source_name)
+    src_db = private_database(source, "src")
+    if source_name == "faultmaria":
+        target, dst_db = mariadb1, fresh_database(mariadb1, "dst")
+    else:
+        target = endpoint(box, "faultmaria")
+        dst_db = private_database(target, "dst")
+    _load_items(source, src_db, 1, 2000)
     with (
-        FaultProxy(mariadb1.host, mariadb1.port) as src_proxy,
-        FaultProxy(mariadb2.host, mariadb2.port) as dst_proxy,
+        FaultProxy(source.host, source.port) as src_proxy,
+        FaultProxy(target.host, target.port) as dst_proxy,
     ):
-        name = "heal-chaos"
+        name = f"heal-chaos-{source_name}"
         spec = _spec(
             tmp_path / "task.yaml",
             name,
-            src_proxy.endpoint_url("mariadb"),
-            dst_proxy.endpoint_url("mariadb"),
+            src_proxy.endpoint_url(source.flavor.value),
+            dst_proxy.endpoint_url(target.flavor.value),
             f"""types: [schema, full, incremental]
 select: {{databases: [{src_db}]}}
 rename: {{databases: {{{src_db}: {dst_db}}}}}
@@ -549,27 +594,28 @@ options: {{retry_for: 10m, write_concurrency: 4, heartbeat_seconds: 1}}
         home = tmp_path / "home"
         with (
             running(home, tmp_path / "migrate.log", "migrate", "-f", str(spec)) as proc,
-            writing(mariadb1, src_db, 1, 4000, seed=3) as writer,
+            writing(source, src_db, 1, 4000, seed=3) as writer,
         ):
             wait_state(home, name, {"incremental_monitoring"}, proc)
+            say("chaos begins")
             src_proxy.chaos(60, random.Random(1))
             dst_proxy.chaos(60, random.Random(2))
             src_proxy.wait_chaos(90)
             dst_proxy.wait_chaos(90)
             healed = time.monotonic()
-            print(f"\n[healing] chaos source: {src_proxy.events}")
-            print(f"[healing] chaos target: {dst_proxy.events}")
-            seconds = recovery_seconds(writer, mariadb2, dst_db, CONVERGE)
+            say(f"chaos ended; source link: {src_proxy.events}")
+            say(f"target link: {dst_proxy.events}")
+            seconds = recovery_seconds(writer, target, dst_db, CONVERGE)
             time.sleep(3)
             writer.finish()
             assert proc.alive(), f"the task exited during the chaos:\n{proc.output()}"
-            took = converge([(mariadb1, src_db, mariadb2, dst_db)], ["items"], [proc])
+            took = converge([(source, src_db, target, dst_db)], ["items"], [proc])
             _report(
                 name,
                 seconds,
-                f"(converged {took:.1f}s after the writer stopped, "
-                f"{time.monotonic() - healed:.1f}s after the chaos ended; proxies accepted"
-                f" {src_proxy.accepted}+{dst_proxy.accepted} connections)",
+                f"(chaos ended -> first new row applied; converged {took:.1f}s after the"
+                f" writer stopped, {time.monotonic() - healed:.1f}s after the chaos ended;"
+                f" proxies accepted {src_proxy.accepted}+{dst_proxy.accepted} connections)",
             )
 
 
@@ -619,7 +665,7 @@ options: {{retry_for: 10s}}
                 proc.popen.wait(10)
         assert not proc.alive(), f"still running 25 s into a 10 s retry_for:\n{proc.output()}"
         code = proc.popen.returncode
-        print(f"\n[healing] {name}: migrate exited {code} {exited_after:.1f}s after the kill")
+        say(f"{name}: migrate exited {code} {exited_after:.1f}s after the kill")
         out = proc.output()
         assert code != 0, out
         assert "gave up after retrying" in out, out
@@ -639,7 +685,7 @@ options: {{retry_for: 10s}}
     with running(home, tmp_path / "migrate2.log", "migrate", "-f", str(spec)) as again:
         wait_state(home, name, {"incremental_running", "incremental_monitoring"}, again)
         took = converge([(source, src_db, mariadb1, dst_db)], ["items"], [again])
-        print(f"[healing] {name}: converged {took:.1f}s after the second run started")
+        say(f"{name}: converged {took:.1f}s after the second run started")
     history = _history(home, name)
     fulls = [e for e in history if e["kind"] == "state" and e["to"] == "full_migration"]
     assert len(fulls) == 1, [(e["kind"], e["from"], e["to"], e["detail"]) for e in history]

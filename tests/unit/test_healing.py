@@ -298,3 +298,11 @@ def test_a_connection_already_gone_says_so() -> None:
 def test_refused_values_are_data_errors() -> None:
     exc = pymysql.err.DataError(1264, "Out of range value for column 'v' at row 1")
     assert isinstance(translate(exc, MARIADB), DataError)
+
+
+def test_the_last_wait_ends_at_the_limit() -> None:
+    streak = healing.Streak()
+    streak.fail("x", 1000.0)
+    err = RetriableError("lost")
+    assert healing.time_left(streak, err, retry_for=10.0, now=1007.0) == pytest.approx(3.0)
+    assert healing.time_left(streak, err, retry_for=10.0, now=1012.0) == 0.0

@@ -396,8 +396,12 @@ def run_copy(
     limiter: RateLimiter,
     on_done: ChunkDone,
     task: str,
+    cancel: threading.Event | None = None,
 ) -> None:
-    """Copy every pending chunk of *jobs*; call *on_done* (in this thread) per chunk."""
+    """Copy every pending chunk of *jobs*; call *on_done* (in this thread) per chunk.
+    Setting *cancel* (a pause, a shutdown) stops it within about a second: chunks
+    under way are left unrecorded, so a resume copies them again (their range is
+    emptied first), and nothing is lost or doubled."""
     work: queue.Queue[tuple[CopyJob, Chunk] | None] = queue.Queue()
     for job in jobs:
         for chunk in job.chunks:
@@ -489,8 +493,11 @@ def run_copy(
     failure: BaseException | None = None
     finished = 0
     try:
-        while finished < total:
-            got = done.get()
+        while finished < total and not (cancel is not None and cancel.is_set()):
+            try:
+                got = done.get(timeout=0.5)
+            except queue.Empty:
+                continue
             if isinstance(got, BaseException):
                 failure = got
                 break

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from duosync.errors import RetriableError
 from duosync.retrying import backoff
 
-__all__ = ["Address", "Streak", "Waiter", "backoff", "give_up", "reachable"]
+__all__ = ["Address", "Streak", "Waiter", "backoff", "give_up", "reachable", "time_left"]
 
 #: seconds between probes of an unreachable endpoint while waiting
 PROBE_EVERY = 1.0
@@ -69,13 +69,18 @@ class Streak:
         self.next_at = None
 
 
-def give_up(streak: Streak, error: RetriableError, retry_for: float, now: float) -> bool:
-    """Whether the streak has lasted longer than the task (or the error) allows."""
+def time_left(streak: Streak, error: RetriableError, retry_for: float, now: float) -> float:
+    """Seconds the streak may still last under the task's (or the error's) limit."""
     limit = retry_for
     if error.give_up_after is not None:
         limit = min(limit, error.give_up_after)
     since = streak.since if streak.since is not None else now
-    return now - since >= limit
+    return max(0.0, since + limit - now)
+
+
+def give_up(streak: Streak, error: RetriableError, retry_for: float, now: float) -> bool:
+    """Whether the streak has lasted as long as the task (or the error) allows."""
+    return time_left(streak, error, retry_for, now) <= 0.0
 
 
 @dataclass(frozen=True)

@@ -163,7 +163,11 @@ def run_phases(
             )
         if MigrationType.FULL in spec.types and not resumed_in_sync:
             _enter(store, spec.name, State.FULL_MIGRATION, live)
-            _full_phase(spec, store, plans, report, say, live)
+            _full_phase(spec, store, plans, report, say, live, stop)
+            if stop is not None and stop.is_set():
+                # paused or shut down mid-copy: the rest resumes from the chunks
+                report.seconds = time.monotonic() - started
+                return report
             if MigrationType.INCREMENTAL in spec.types and (
                 store.load_checkpoint(spec.name, CHECKED_AFTER_STREAM) is None
             ):
@@ -354,6 +358,7 @@ def _full_phase(
     report: MigrationReport,
     say: Say,
     live: Live,
+    stop: threading.Event | None = None,
 ) -> None:
     first_run = all(not store.chunk_plan(spec.name, s.qualified) for s, _ in plans)
     # A skipped non-empty-target pre-check copies as 'ignore' does: the target's
@@ -450,8 +455,10 @@ def _full_phase(
             ),
             on_done=on_done,
             task=spec.name,
+            cancel=stop,
         )
-        progress.finish()
+        if stop is None or not stop.is_set():
+            progress.finish()
 
 
 def _refuse_non_empty(spec: TaskSpec, tables: list[Table]) -> None:

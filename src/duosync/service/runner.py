@@ -230,7 +230,11 @@ class TaskRun:
                 self.streak.fail(exc.describe(task=False), now)
                 if healing.give_up(self.streak, exc, spec.options.retry_for, now):
                     raise self._gave_up(exc, now) from None
-                delay = healing.backoff(self.streak.attempts)
+                # the last attempt falls at the limit, not a whole back-off past it
+                delay = min(
+                    healing.backoff(self.streak.attempts),
+                    healing.time_left(self.streak, exc, spec.options.retry_for, now),
+                )
                 self.streak.next_at = now + delay
                 self.live.retrying = True
                 self._retry_mark = self.live.progress()
