@@ -60,6 +60,8 @@ class _Link:
     doomed: threading.Event = field(default_factory=threading.Event)
     #: accepted while dropping: never forwarded, reset when the window ends
     held_until: float = 0.0
+    #: severed: the backend side is gone, the client side hears nothing until then
+    severed_until: float = 0.0
 
 
 class FaultProxy:
@@ -72,6 +74,8 @@ class FaultProxy:
       refused), then listen on the same port again;
     - ``drop(s)``: for *s* seconds accept new connections but never answer them
       (a black hole), then reset them;
+    - ``sever(s)``: make every current connection half-open for *s* seconds (the
+      server's side reset, the client's side silent), then reset it;
     - ``chaos(seconds, rng)``: the above at random moments for *seconds*, in a
       thread that ends by itself (``wait_chaos``).
 
@@ -132,6 +136,19 @@ class FaultProxy:
     def drop(self, seconds: float) -> None:
         with self._lock:
             self._drop_until = max(self._drop_until, time.monotonic() + seconds)
+
+    def sever(self, seconds: float) -> int:
+        """A silent partition of the current connections: the backend side is reset
+        (the server rolls back and forgets them), the client side stays open and
+        hears nothing for *seconds* (no FIN, no RST: a half-open connection, as
+        after a host vanishes), then is reset. New connections work normally.
+        How many connections were severed."""
+        until = time.monotonic() + seconds
+        with self._lock:
+            links = list(self._links)
+        for link in links:
+            link.severed_until = until
+        return len(links)
 
     def heal(self) -> None:
         """End every fault window now."""
@@ -242,6 +259,12 @@ class FaultProxy:
         assert link.backend is not None
         pair = {link.client: link.backend, link.backend: link.client}
         while not link.doomed.is_set() and not self._closed.is_set():
+            if link.severed_until:
+                _rst_close(link.backend)
+                while time.monotonic() < link.severed_until:
+                    if link.doomed.wait(0.1) or self._closed.is_set():
+                        return
+                return
             if time.monotonic() < self._stall_until:
                 time.sleep(0.05)
                 continue

@@ -40,7 +40,7 @@ from pymysql.connections import Connection
 
 from duosync.config import Endpoint
 from duosync.core.catalog import Table
-from duosync.endpoints.mysql.connection import connect, translate
+from duosync.endpoints.mysql.connection import connect, driver_errors, translate
 from duosync.endpoints.mysql.dialect import qualified, quote_ident
 from duosync.errors import DataError, DuosyncError, RetriableError
 from duosync.migrate.chunks import Chunk, range_condition
@@ -51,13 +51,21 @@ from duosync.migrate.ratelimit import RateLimiter
 _TEXT_CONV = {k: v for k, v in pymysql.converters.conversions.items() if not isinstance(k, int)}
 
 
-def text_connect(endpoint: Endpoint) -> Connection[Any]:
+#: seconds a copy or verify statement may wait for the server's answer: a chunk is
+#: read or written in seconds, so silence this long means a dead (half-open) link
+COPY_TIMEOUT = 300.0
+
+
+def text_connect(endpoint: Endpoint, *, timeout: float | None = COPY_TIMEOUT) -> Connection[Any]:
     """A connection whose results are the server's text (bytes for binary types).
 
     READ COMMITTED: writers of neighbouring key ranges must not block each other
-    on gap locks (REPEATABLE READ locks the gap after an open-ended range)."""
-    conn = connect(endpoint, conv=_TEXT_CONV)
-    with conn.cursor() as cur:
+    on gap locks (REPEATABLE READ locks the gap after an open-ended range).
+    A read or write that waits longer than *timeout* raises ``RetriableError``
+    (a connection whose peer vanished without a reset would wait forever); None
+    waits as long as the statement takes (DDL)."""
+    conn = connect(endpoint, conv=_TEXT_CONV, read_timeout=timeout, write_timeout=timeout)
+    with driver_errors(endpoint), conn.cursor() as cur:
         cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         # Literals rendered by QUOTE() and by the driver use backslash escapes.
         cur.execute("SELECT @@SESSION.sql_mode")

@@ -123,6 +123,8 @@ class TaskRun:
     _attempt: threading.Event = field(default_factory=threading.Event)
     #: Live.progress() when the last retry began: more means recovered
     _retry_mark: int = 0
+    #: the streak is written by the run's thread and ended by the lease thread
+    _heal_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def run(self) -> State:
         """Run the task from its current state; the state it ends in. A
@@ -227,25 +229,26 @@ class TaskRun:
                 if self.stop.is_set():
                     return  # paused or shut down while failing: resumed from checkpoints
                 now = time.time()
-                self.streak.fail(exc.describe(task=False), now)
-                if healing.give_up(self.streak, exc, spec.options.retry_for, now):
-                    raise self._gave_up(exc, now) from None
-                # the last attempt falls at the limit, not a whole back-off past it
-                delay = min(
-                    healing.backoff(self.streak.attempts),
-                    healing.time_left(self.streak, exc, spec.options.retry_for, now),
-                )
-                self.streak.next_at = now + delay
-                self.live.retrying = True
-                self._retry_mark = self.live.progress()
-                assert self.streak.since is not None
-                store.record_retry(
-                    self.name,
-                    self.streak.attempts,
-                    self.streak.since,
-                    self.streak.next_at,
-                    exc.describe(task=False),
-                )
+                with self._heal_lock:
+                    self.streak.fail(exc.describe(task=False), now)
+                    if healing.give_up(self.streak, exc, spec.options.retry_for, now):
+                        raise self._gave_up(exc, now) from None
+                    # the last attempt falls at the limit, not a whole back-off past it
+                    delay = min(
+                        healing.backoff(self.streak.attempts),
+                        healing.time_left(self.streak, exc, spec.options.retry_for, now),
+                    )
+                    self.streak.next_at = now + delay
+                    self.live.retrying = True
+                    self._retry_mark = self.live.progress()
+                    assert self.streak.since is not None
+                    store.record_retry(
+                        self.name,
+                        self.streak.attempts,
+                        self.streak.since,
+                        self.streak.next_at,
+                        exc.describe(task=False),
+                    )
                 self.say(
                     f"task {self.name}: {exc.describe(task=False)}; retrying in"
                     f" {delay:.1f}s (attempt {self.streak.attempts}, failing for"
@@ -283,17 +286,18 @@ class TaskRun:
 
     def _check_recovered(self, store: MetadataStore) -> None:
         """Called every second: a streak ends when the phase shows progress."""
-        if not self.streak.attempts or self.live.progress() <= self._retry_mark:
-            return
-        since = self.streak.since or time.time()
-        detail = (
-            f"recovered after {self.streak.attempts} failed attempt"
-            f"{'s' if self.streak.attempts > 1 else ''} over {_duration(time.time() - since)}"
-            f" (last: {self.streak.last_error})"
-        )
-        self.streak.clear()
-        self.live.retrying = False
-        store.record_recovered(self.name, detail)
+        with self._heal_lock:
+            if not self.streak.attempts or self.live.progress() <= self._retry_mark:
+                return
+            since = self.streak.since or time.time()
+            detail = (
+                f"recovered after {self.streak.attempts} failed attempt"
+                f"{'s' if self.streak.attempts > 1 else ''} over"
+                f" {_duration(time.time() - since)} (last: {self.streak.last_error})"
+            )
+            self.streak.clear()
+            self.live.retrying = False
+            store.record_recovered(self.name, detail)
         self.say(f"task {self.name}: {detail}")
 
     def _phases(self, store: MetadataStore, record: TaskRecord) -> None:

@@ -52,6 +52,10 @@ from duosync.sync.conflicts import key_condition, write_checked
 REFUSED = "skipped (refused by the target)"
 
 _ATTEMPTS = 5
+#: seconds a batch statement may wait for the target's answer before the link is
+#: taken for dead (past innodb_lock_wait_timeout's 50 s, so a lock wait reports
+#: itself first); the phase is then retried from its checkpoints
+APPLY_TIMEOUT = 60.0
 #: keys per DELETE statement
 _DELETE_KEYS = 500
 
@@ -75,7 +79,7 @@ class Applier:
         self.conns: list[Connection[Any]] = []
         try:
             for _ in range(partitions):
-                conn = text_connect(target)
+                conn = text_connect(target, timeout=APPLY_TIMEOUT)
                 with conn.cursor() as cur:
                     cur.execute("SET SESSION foreign_key_checks = 0")
                 self.conns.append(conn)

@@ -23,6 +23,7 @@ or rule selection a newly created matching table is selected, so its rows follow
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from duosync.endpoints import open_inspector
 from duosync.endpoints.mysql.connection import translate
 from duosync.endpoints.mysql.dialect import qualified
 from duosync.errors import FatalError
+from duosync.migrate.copier import text_connect
 from duosync.schema.ddl import create_table_sql
 from duosync.schema.translate import translate_table
 from duosync.spec import TaskSpec
@@ -131,9 +133,13 @@ class SchemaSync:
                 hint="apply the change on the target by hand, then restart the task",
             )
         sql = self._translate(change, stmt)
-        conn = applier.conns[0]
+        # Its own connection, without the appliers' read timeout: an ALTER of a
+        # big table may rightly take longer than any batch. Like the appliers'
+        # sessions, without foreign key checks (the rows around it were applied so).
+        conn = text_connect(applier.target, timeout=None)
         try:
             with conn.cursor() as cur:
+                cur.execute("SET SESSION foreign_key_checks = 0")
                 cur.execute(sql)
             self.say(f"incremental: applied DDL: {sql[:200]}")
         except pymysql.err.MySQLError as exc:
@@ -145,6 +151,9 @@ class SchemaSync:
                 error.task = self.spec.name
                 error.message = f"DDL failed on the target: {error.message}; statement: {sql[:300]}"
                 raise error from None
+        finally:
+            with contextlib.suppress(pymysql.err.MySQLError, OSError):
+                conn.close()
         for _, _, db, t in stmt.names:
             self.mapper.forget(db, t)
 

@@ -46,6 +46,9 @@ MAX_DELAY = 0.2
 IDLE_CHECKPOINT = 5.0
 #: Lag (seconds) under which the phase counts as caught up ("monitoring").
 MONITOR_LAG = 5.0
+#: Seconds without anything from the stream (not even a heartbeat) after which lag
+#: counts the silence: the reader is stuck, the figures must not say "caught up".
+SILENCE = 5.0
 
 _END = object()
 
@@ -206,6 +209,7 @@ def _loop(
         )
 
     batch = new_batch()
+    heard = time.monotonic()  # when the stream last yielded something
     limiter = RateLimiter(spec.options.rate_rows_per_second, spec.options.rate_bytes_per_second)
     last_flush = time.monotonic()
     last_line = time.monotonic()
@@ -250,6 +254,12 @@ def _loop(
             raise item
         if item is not None:
             stats.reads += 1
+            heard = time.monotonic()
+        elif not batch and time.monotonic() - heard > SILENCE and stats.lag is not None:
+            # Every stream sends a heartbeat at least every second or two when idle:
+            # silence means the reader is stuck (a link gone half-open). Lag is then
+            # at least the silence, which shows it (and leaves monitoring).
+            stats.lag = max(stats.lag, time.monotonic() - heard)
         now = time.monotonic()
         if isinstance(item, Transaction) and skip_before and item.commit_ts < skip_before:
             item = Heartbeat(item.position, item.commit_ts)

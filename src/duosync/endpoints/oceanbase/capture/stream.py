@@ -56,6 +56,10 @@ _COUNT_SECONDS = 30.0
 _IMAGE_BATCH = 1000
 
 
+#: seconds a change-log query may wait for OceanBase before the link is taken for dead
+READ_TIMEOUT = 60.0
+
+
 @dataclass(frozen=True, slots=True)
 class _Version:
     columns: tuple[str, ...]
@@ -136,7 +140,11 @@ class TriggerLogStream:
         self._next_count = 0.0
         #: tables this consumer captures, with their column signature
         self._captured: dict[TableRef, str] = {}
-        self._conn: Connection[Any] = connect(endpoint)
+        # The reader's queries answer in milliseconds: a minute of silence is a dead
+        # link (a half-open connection would otherwise block the reader forever).
+        self._conn: Connection[Any] = connect(
+            endpoint, read_timeout=READ_TIMEOUT, write_timeout=READ_TIMEOUT
+        )
         try:
             with self._conn.cursor() as cur:
                 self._load_captured(cur)
