@@ -413,64 +413,35 @@ options: {{retry_for: 10m, write_concurrency: 4}}
         say(f"{case}: events {[(e['kind'], e['detail'][:120]) for e in retries]}")
 
 
-def test_kill_source_mariadb_during_incremental(
+@pytest.mark.parametrize(
+    ("victim_side", "victim"),
+    [
+        ("source", "faultmaria"),
+        ("target", "faultmaria"),
+        ("source", "faultob"),
+        ("target", "faultob"),
+    ],
+    ids=["source-mariadb", "target-mariadb", "source-oceanbase", "target-oceanbase"],
+)
+def test_kill_during_incremental(
+    victim_side: str,
+    victim: str,
     tmp_path: Path,
     box: Sandbox,
     mariadb1: Endpoint,
     fresh_database: Callable[..., str],
     private_database: Callable[..., str],
 ) -> None:
-    source = endpoint(box, "faultmaria")
-    src_db = private_database(source, "src")
-    dst_db = fresh_database(mariadb1, "dst")
-    _kill_during_incremental(
-        tmp_path, box, "heal-src-maria", source, src_db, mariadb1, dst_db, "faultmaria"
-    )
-
-
-def test_kill_target_mariadb_during_incremental(
-    tmp_path: Path,
-    box: Sandbox,
-    mariadb1: Endpoint,
-    fresh_database: Callable[..., str],
-    private_database: Callable[..., str],
-) -> None:
-    target = endpoint(box, "faultmaria")
-    src_db = fresh_database(mariadb1, "src")
-    dst_db = private_database(target, "dst")
-    _kill_during_incremental(
-        tmp_path, box, "heal-dst-maria", mariadb1, src_db, target, dst_db, "faultmaria"
-    )
-
-
-def test_kill_source_oceanbase_during_incremental(
-    tmp_path: Path,
-    box: Sandbox,
-    mariadb1: Endpoint,
-    fresh_database: Callable[..., str],
-    private_database: Callable[..., str],
-) -> None:
-    source = endpoint(box, "faultob")
-    src_db = private_database(source, "src")
-    dst_db = fresh_database(mariadb1, "dst")
-    _kill_during_incremental(
-        tmp_path, box, "heal-src-ob", source, src_db, mariadb1, dst_db, "faultob"
-    )
-
-
-def test_kill_target_oceanbase_during_incremental(
-    tmp_path: Path,
-    box: Sandbox,
-    mariadb1: Endpoint,
-    fresh_database: Callable[..., str],
-    private_database: Callable[..., str],
-) -> None:
-    target = endpoint(box, "faultob")
-    src_db = fresh_database(mariadb1, "src")
-    dst_db = private_database(target, "dst")
-    _kill_during_incremental(
-        tmp_path, box, "heal-dst-ob", mariadb1, src_db, target, dst_db, "faultob"
-    )
+    """The killed server is the source or the target; the other side is the shared
+    mariadb1."""
+    killed = endpoint(box, victim)
+    case = f"heal-{'src' if victim_side == 'source' else 'dst'}-{victim.removeprefix('fault')}"
+    if victim_side == "source":
+        src_db, dst_db = private_database(killed, "src"), fresh_database(mariadb1, "dst")
+        _kill_during_incremental(tmp_path, box, case, killed, src_db, mariadb1, dst_db, victim)
+    else:
+        src_db, dst_db = fresh_database(mariadb1, "src"), private_database(killed, "dst")
+        _kill_during_incremental(tmp_path, box, case, mariadb1, src_db, killed, dst_db, victim)
 
 
 # -- c: kill -9 during the full copy ---------------------------------------------------------
