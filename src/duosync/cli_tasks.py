@@ -229,4 +229,4 @@ def serve(ctx: Context, host: str, port: int) -> None:
         f" token from {origin}",
         err=True,
     )
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

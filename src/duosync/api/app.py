@@ -42,8 +42,10 @@ from duosync.verify import verify_task
 API = "/api/v1"
 
 
-def _store(request: Request) -> MetadataStore:
+async def _store(request: Request) -> MetadataStore:
     # One store for the app: it gives every request thread a connection of its own.
+    # async: a plain lookup, so it runs on the event loop, not in a worker thread
+    # (each hop to the thread pool costs more than the lookup).
     store: MetadataStore = request.app.state.store
     return store
 
@@ -86,7 +88,7 @@ def create_app(db: Path, token: str, *, supervisor: Supervisor | None = None) ->
     app.state.db = db
     app.state.store = store
 
-    def authorized(authorization: Annotated[str | None, Header()] = None) -> None:
+    async def authorized(authorization: Annotated[str | None, Header()] = None) -> None:
         given = (authorization or "").removeprefix("Bearer ").strip()
         if not given or not hmac.compare_digest(given.encode(), token.encode()):
             raise _UnauthorizedError
