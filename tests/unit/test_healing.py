@@ -238,7 +238,8 @@ def test_progress_moves_with_chunks_batches_and_reads() -> None:
     live.sync.reads += 3
     assert live.progress() == before + 5
     live.sample()
-    assert live.snapshot()["chart"], "the first sample is a chart point"
+    assert live.snapshot(chart=True)["chart"], "the first sample is a chart point"
+    assert "chart" not in live.snapshot()  # the task list carries no chart
 
 
 # -- classifying driver errors ---------------------------------------------------------

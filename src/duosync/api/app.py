@@ -221,7 +221,7 @@ def create_app(db: Path, token: str, *, supervisor: Supervisor | None = None) ->
         record = st.get_task(name)
         live = sup.live(name)
         return {"name": name, "state": record.state.value, "health": views.health(record)} | (
-            live.snapshot() if live is not None else {"phase": record.state.value}
+            live.snapshot(chart=True) if live is not None else {"phase": record.state.value}
         )
 
     @app.get(f"{API}/tasks/{{name}}/conflicts", dependencies=auth, tags=["tasks"])

@@ -83,7 +83,9 @@ class Live:
             return 0.0, 0.0
         return (last[1] - first[1]) / span, (last[2] - first[2]) / span
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, *, chart: bool = False) -> dict[str, Any]:
+        """The figures; with *chart*, the last hour's points too (a task's own
+        views, not the task list)."""
         rows, nbytes = self.totals()
         rows_s, bytes_s = self.rates()
         out: dict[str, Any] = {
@@ -98,15 +100,16 @@ class Live:
             "echoes_dropped": self.sync.echoes,
             "retrying": self.retrying,
             "copy": None,
-            "chart": [
+        }
+        if chart:
+            out["chart"] = [
                 {
                     "at": round(p.at, 1),
                     "rows_per_second": p.rows_per_second,
                     "lag_seconds": None if p.lag_seconds is None else round(p.lag_seconds, 3),
                 }
                 for p in self.chart
-            ],
-        }
+            ]
         if self.copy is not None:
             f = self.copy.total_figures()
             out["copy"] = {

@@ -84,6 +84,8 @@ def health(record: TaskRecord) -> dict[str, Any]:
 
 def task_detail(store: MetadataStore, record: TaskRecord, live: Live | None) -> dict[str, Any]:
     out = task_summary(store, record, live)
+    if live is not None:
+        out["progress"] = live.snapshot(chart=True)
     out["spec"] = public_spec(record.spec)
     out["prechecks"] = prechecks(store, record.name)
     # the timeline: phase changes, retries, recoveries, failures, pauses, notes
