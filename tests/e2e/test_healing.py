@@ -449,6 +449,23 @@ def test_kill_during_incremental(
 BIG_ROWS = 300_000
 
 
+def _wait_copied(
+    proc: Proc, target: Endpoint, db: str, table: str, at_least: int, timeout: float
+) -> int:
+    """Wait until the copy has put *at_least* rows into *table*; how many it has."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.alive(), proc.output()
+        try:
+            copied = int(query(target, f"SELECT COUNT(*) FROM `{db}`.`{table}`")[0][0])
+        except pymysql.err.MySQLError:
+            copied = 0
+        if copied >= at_least:
+            return copied
+        assert time.monotonic() < deadline, f"the copy never started:\n{proc.output()}"
+        time.sleep(0.3)
+
+
 @pytest.mark.soak
 @pytest.mark.parametrize("victim_side", ["source", "target", "ob-target"])
 def test_kill_during_full_copy(
@@ -493,17 +510,8 @@ options: {{retry_for: 10m, chunk_rows: 5000, rate_rows_per_second: 15000}}
     )
     home = tmp_path / "home"
     with running(home, tmp_path / "migrate.log", "migrate", "-f", str(spec)) as proc:
-        deadline = time.monotonic() + 120
-        while True:  # in the middle of the copy: some rows there, most not
-            assert proc.alive(), proc.output()
-            try:
-                copied = query(target, f"SELECT COUNT(*) FROM `{dst_db}`.big")[0][0]
-            except pymysql.err.MySQLError:
-                copied = 0
-            if copied >= BIG_ROWS // 5:
-                break
-            assert time.monotonic() < deadline, f"the copy never started:\n{proc.output()}"
-            time.sleep(0.3)
+        # in the middle of the copy: some rows there, most not
+        copied = _wait_copied(proc, target, dst_db, "big", BIG_ROWS // 5, 120)
         kill9(box, victim)
         time.sleep(DOWN)
         assert proc.alive(), f"the task exited while the server was down:\n{proc.output()}"
@@ -577,17 +585,7 @@ options: {{retry_for: 10m, chunk_rows: 5000, rate_rows_per_second: 15000}}
         running(home, tmp_path / "migrate.log", "migrate", "-f", str(spec)) as proc,
         writing(source, src_db, 1, BIG_ROWS + 20_000, seed=9) as writer,
     ):
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.alive(), proc.output()
-            try:
-                copied = query(mariadb1, f"SELECT COUNT(*) FROM `{dst_db}`.items")[0][0]
-            except pymysql.err.MySQLError:
-                copied = 0
-            if copied >= BIG_ROWS // 4:
-                break
-            assert time.monotonic() < deadline, f"the copy never started:\n{proc.output()}"
-            time.sleep(0.3)
+        copied = _wait_copied(proc, mariadb1, dst_db, "items", BIG_ROWS // 4, 180)
         kill9(box, victim)
         time.sleep(DOWN)
         assert proc.alive(), f"the task exited while the server was down:\n{proc.output()}"
