@@ -189,6 +189,17 @@ def _spec(path: Path, name: str, source: str, target: str, body: str) -> Path:
     return path
 
 
+def _sync_body(src_db: str, dst_db: str, options: str) -> str:
+    """A task spec's body: schema, full and incremental of *src_db* into *dst_db*,
+    with *options* (YAML flow mapping content)."""
+    return (
+        "types: [schema, full, incremental]\n"
+        f"select: {{databases: [{src_db}]}}\n"
+        f"rename: {{databases: {{{src_db}: {dst_db}}}}}\n"
+        f"options: {{{options}}}\n"
+    )
+
+
 def _url(ep: Endpoint) -> str:
     return f"{ep.flavor.value}://root@{ep.host}:{ep.port}"
 
@@ -379,11 +390,7 @@ def _kill_during_incremental(
         case,
         _url(source),
         _url(target),
-        f"""types: [schema, full, incremental]
-select: {{databases: [{src_db}]}}
-rename: {{databases: {{{src_db}: {dst_db}}}}}
-options: {{retry_for: 10m, write_concurrency: 4}}
-""",
+        _sync_body(src_db, dst_db, "retry_for: 10m, write_concurrency: 4"),
     )
     home = tmp_path / "home"
     with (
@@ -574,11 +581,7 @@ def test_kill_source_during_full_copy_under_writes(
         name,
         _url(source),
         _url(mariadb1),
-        f"""types: [schema, full, incremental]
-select: {{databases: [{src_db}]}}
-rename: {{databases: {{{src_db}: {dst_db}}}}}
-options: {{retry_for: 10m, chunk_rows: 5000, rate_rows_per_second: 15000}}
-""",
+        _sync_body(src_db, dst_db, "retry_for: 10m, chunk_rows: 5000, rate_rows_per_second: 15000"),
     )
     home = tmp_path / "home"
     with (
@@ -641,11 +644,9 @@ def test_chaos_on_both_links(
             name,
             src_proxy.endpoint_url(source.flavor.value),
             dst_proxy.endpoint_url(target.flavor.value),
-            f"""types: [schema, full, incremental]
-select: {{databases: [{src_db}]}}
-rename: {{databases: {{{src_db}: {dst_db}}}}}
-options: {{retry_for: 10m, write_concurrency: 4, heartbeat_seconds: 1}}
-""",
+            _sync_body(
+                src_db, dst_db, "retry_for: 10m, write_concurrency: 4, heartbeat_seconds: 1"
+            ),
         )
         home = tmp_path / "home"
         with (
@@ -705,11 +706,7 @@ def test_half_open_connections_are_noticed(
             name,
             src_proxy.endpoint_url(source.flavor.value),
             dst_proxy.endpoint_url("mariadb"),
-            f"""types: [schema, full, incremental]
-select: {{databases: [{src_db}]}}
-rename: {{databases: {{{src_db}: {dst_db}}}}}
-options: {{retry_for: 10m, write_concurrency: 4}}
-""",
+            _sync_body(src_db, dst_db, "retry_for: 10m, write_concurrency: 4"),
         )
         home = tmp_path / "home"
         proxy = dst_proxy if link == "target" else src_proxy
@@ -759,11 +756,7 @@ def test_gives_up_after_retry_for_then_resumes_in_place(
         name,
         _url(source),
         _url(mariadb1),
-        f"""types: [schema, full, incremental]
-select: {{databases: [{src_db}]}}
-rename: {{databases: {{{src_db}: {dst_db}}}}}
-options: {{retry_for: 10s}}
-""",
+        _sync_body(src_db, dst_db, "retry_for: 10s"),
     )
     home = tmp_path / "home"
     log = tmp_path / "migrate.log"
