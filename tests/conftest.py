@@ -6,6 +6,9 @@ databases named after itself (``fresh_database``), so tests never see each other
 objects. Set ``DUOSYNC_TEST_SANDBOX`` to the directory of an already running
 sandbox (``duosync sandbox up --dir D``) to reuse it across runs while developing;
 it is then left running.
+
+ZooKeeper (``zookeeper``) and PostgreSQL (``postgres``) run in sandboxes of their own,
+started only when a test asks for them (see ``tests/servers.py``).
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from duosync.config import Endpoint
-from duosync.sandbox import Sandbox, ServerStatus
+from duosync.config import Endpoint, Flavor
+from duosync.sandbox import POSTGRES, ZOOKEEPER, Sandbox, ServerStatus
 from tests.helpers import run_sql
+from tests.servers import ZooKeeperServer, server_sandbox
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +42,10 @@ def sandbox_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
 @pytest.fixture(scope="session")
 def sandbox_servers(sandbox_box: Sandbox) -> dict[str, Endpoint]:
     statuses: list[ServerStatus] = sandbox_box.status()
-    return {s.name: Endpoint.from_url(s.url) for s in statuses}
+    # A reused sandbox (DUOSYNC_TEST_SANDBOX) may also hold ZooKeeper or PostgreSQL,
+    # which are not endpoints (yet): their own fixtures serve them.
+    flavors = {f.value for f in Flavor}
+    return {s.name: Endpoint.from_url(s.url) for s in statuses if s.flavor in flavors}
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +61,32 @@ def mariadb2(sandbox_servers: dict[str, Endpoint]) -> Endpoint:
 @pytest.fixture(scope="session")
 def oceanbase(sandbox_servers: dict[str, Endpoint]) -> Endpoint:
     return sandbox_servers["oceanbase1"]
+
+
+@pytest.fixture(scope="session")
+def zookeeper_box() -> Iterator[Sandbox]:
+    """A sandbox with only ZooKeeper in it, up; purged at the end of the run."""
+    with server_sandbox(ZOOKEEPER) as box:
+        yield box
+
+
+@pytest.fixture(scope="session")
+def zookeeper(zookeeper_box: Sandbox) -> ZooKeeperServer:
+    """The session's ZooKeeper server (``hosts``, ``url``, ``kill9()``, ``restart()``)."""
+    return ZooKeeperServer.of(zookeeper_box)
+
+
+@pytest.fixture(scope="session")
+def postgres_box() -> Iterator[Sandbox]:
+    """A sandbox with only PostgreSQL (wal_level=logical) in it; purged at the end."""
+    with server_sandbox(POSTGRES) as box:
+        yield box
+
+
+@pytest.fixture(scope="session")
+def postgres(postgres_box: Sandbox) -> str:
+    """The session's PostgreSQL URL, postgresql://postgres@127.0.0.1:PORT/postgres."""
+    return postgres_box.load().servers[POSTGRES.name].url
 
 
 @pytest.fixture

@@ -22,9 +22,10 @@ import click
 from duosync import __version__
 from duosync.config import Endpoint, Flavor
 from duosync.errors import ConfigError, DuosyncError
-from duosync.sandbox import DEFAULT_SERVERS, Sandbox, ServerSpec
+from duosync.sandbox import DEFAULT_SERVERS, POSTGRES, ZOOKEEPER, Sandbox, ServerSpec
 
 if TYPE_CHECKING:
+    from duosync.service.store import StoreLocation
     from duosync.spec import TaskSpec
 
 DEFAULT_HOME = "~/.duosync"
@@ -32,8 +33,17 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 class Context:
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, store: str | None = None) -> None:
         self.home = home.expanduser()
+        #: --store: a server database shared by cluster nodes (None: HOME's file)
+        self.store_url = store
+
+    @property
+    def store(self) -> StoreLocation:
+        """Where the metadata store is: ``--store``, else HOME/duosync.db."""
+        from duosync.service.store import DB_FILE, parse_store
+
+        return parse_store(self.store_url) if self.store_url else self.home / DB_FILE
 
 
 def _home_default() -> str:
@@ -49,10 +59,19 @@ def _home_default() -> str:
     show_default="$DUOSYNC_HOME or ~/.duosync",
     help="Where duosync keeps its metadata store and the default sandbox.",
 )
+@click.option(
+    "--store",
+    default=lambda: os.environ.get("DUOSYNC_STORE") or None,
+    metavar="URL",
+    show_default="$DUOSYNC_STORE or HOME/duosync.db",
+    help="The metadata store: a MariaDB/MySQL or PostgreSQL database"
+    " (mariadb://USER[:PASSWORD]@HOST:PORT/DB, postgresql://...), which the nodes of a"
+    " cluster share; default: the SQLite file in HOME.",
+)
 @click.pass_context
-def cli(ctx: click.Context, home: Path) -> None:
+def cli(ctx: click.Context, home: Path, store: str | None) -> None:
     """Data migration and two-way synchronization for MySQL-family databases."""
-    ctx.obj = Context(home)
+    ctx.obj = Context(home, store)
 
 
 # -- sandbox ---------------------------------------------------------------------------
@@ -88,6 +107,10 @@ dir_option = click.option(
 )
 @click.option("--oceanbase-port", type=int, default=None, help="Port for OceanBase.")
 @click.option("--no-oceanbase", is_flag=True, help="Start only the MariaDB servers.")
+@click.option("--zookeeper", is_flag=True, help="Also start a ZooKeeper server.")
+@click.option(
+    "--postgres", is_flag=True, help="Also start a PostgreSQL server (wal_level=logical)."
+)
 @click.option(
     "--timeout",
     type=float,
@@ -102,10 +125,16 @@ def sandbox_up(
     mariadb_ports: str | None,
     oceanbase_port: int | None,
     no_oceanbase: bool,
+    zookeeper: bool,
+    postgres: bool,
     timeout: float,
 ) -> None:
     """Start the sandbox servers and print their URLs (harmless if already up)."""
     specs = _specs(mariadb_ports, oceanbase_port, no_oceanbase)
+    if zookeeper:
+        specs += (ZOOKEEPER,)
+    if postgres:
+        specs += (POSTGRES,)
     box = _sandbox(ctx, directory, specs)
     started = time.monotonic()
     statuses = box.up(timeout=timeout)
@@ -235,7 +264,7 @@ def migrate(ctx: Context, spec_file: Path, skip: tuple[str, ...]) -> None:
 
     spec = load_spec(spec_file)
     stop = _stop_on_signals(MigrationType.INCREMENTAL in spec.types)
-    with MetadataStore.in_home(ctx.home) as st:
+    with MetadataStore(ctx.store) as st:
         report = run_spec(spec, st, _stderr_line, stop, skip=skip).report
     click.echo(
         f"task {spec.name}: {len(report.created)} tables created, {len(report.accepted)}"
@@ -319,7 +348,7 @@ def reverse(ctx: Context, spec_file: Path) -> None:
     spec = load_spec(spec_file)
     stop = _stop_on_signals(True)
     started = time.monotonic()
-    with MetadataStore.in_home(ctx.home) as st:
+    with MetadataStore(ctx.store) as st:
         stats = run_reverse_foreground(st, spec, _stderr_line, stop).live.sync
     click.echo(
         f"task {spec.reverse_name}: {stats.rows} row changes synced, {stats.conflicts}"
@@ -352,7 +381,7 @@ def conflicts(ctx: Context, task: str, spec_file: Path | None, limit: int, as_js
     from duosync.service.conflicts import task_conflicts
     from duosync.service.store import MetadataStore
 
-    with MetadataStore.in_home(ctx.home) as st:
+    with MetadataStore(ctx.store) as st:
         got = task_conflicts(st, task, spec_file, limit=limit)
     if as_json:
         click.echo(json.dumps(got.as_json(), indent=2, default=str))
@@ -573,8 +602,8 @@ def store(ctx: Context) -> None:
     """Create or upgrade the metadata store and print where it is."""
     from duosync.service.store import MetadataStore
 
-    with MetadataStore.in_home(ctx.home) as st:
-        click.echo(f"{st.path}  schema version {st.version}  tasks {len(st.list_tasks())}")
+    with MetadataStore(ctx.store) as st:
+        click.echo(f"{st.display}  schema version {st.version}  tasks {len(st.list_tasks())}")
 
 
 def main() -> None:
@@ -597,7 +626,7 @@ def main() -> None:
 
 
 # The task service's commands live in their own module; importing it registers them.
-from duosync import cli_tasks  # noqa: E402, F401
+from duosync import cli_nodes, cli_tasks  # noqa: E402, F401
 
 if __name__ == "__main__":
     # Run as ``python -m duosync.cli``, this file is ``__main__``, while cli_tasks

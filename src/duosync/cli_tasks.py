@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from duosync.cli import Context, cli, skip_option, spec_option
+from duosync.errors import ConfigError
+
+if TYPE_CHECKING:
+    from duosync.cluster.runs import ClusterRuns
 
 
 @cli.group()
@@ -38,7 +43,7 @@ def task_list(ctx: Context, as_json: bool) -> None:
     from duosync.service import views
     from duosync.service.store import MetadataStore
 
-    with MetadataStore.in_home(ctx.home) as st:
+    with MetadataStore(ctx.store) as st:
         rows = [views.task_summary(st, r, None) for r in st.list_tasks()]
     if as_json:
         _echo_json(rows)
@@ -61,7 +66,7 @@ def task_show(ctx: Context, name: str, as_json: bool) -> None:
     from duosync.service import views
     from duosync.service.store import MetadataStore
 
-    with MetadataStore.in_home(ctx.home) as st:
+    with MetadataStore(ctx.store) as st:
         detail = views.task_detail(st, st.get_task(name), None)
     if as_json:
         _echo_json(detail)
@@ -107,7 +112,7 @@ def task_create(ctx: Context, spec_file: Path) -> None:
     from duosync.specfile import load_spec
 
     spec = load_spec(spec_file)
-    with MetadataStore.in_home(ctx.home) as st:
+    with MetadataStore(ctx.store) as st:
         record = tasks.create_task(st, spec)
     click.echo(f"task {record.name}: {record.state.value}")
 
@@ -116,7 +121,7 @@ def _action(ctx: Context, name: str, what: str, **kwargs: Any) -> None:
     from duosync.service import tasks
     from duosync.service.store import MetadataStore
 
-    with MetadataStore.in_home(ctx.home) as st:
+    with MetadataStore(ctx.store) as st:
         record = getattr(tasks, what)(st, name, **kwargs)
     click.echo(f"task {record.name}: {record.state.value}")
 
@@ -178,7 +183,7 @@ def task_reverse(ctx: Context, name: str) -> None:
     from duosync.service import tasks
     from duosync.service.store import MetadataStore
 
-    with MetadataStore.in_home(ctx.home) as st:
+    with MetadataStore(ctx.store) as st:
         record = tasks.configure_reverse(st, name)
     click.echo(f"task {record.name}: {record.state.value}")
 
@@ -207,26 +212,103 @@ def precheck(spec_file: Path, as_json: bool) -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option(
+    "--cluster",
+    default=lambda: os.environ.get("DUOSYNC_CLUSTER") or None,
+    metavar="zk://HOST:PORT[,HOST:PORT...]/PATH",
+    help="Join the cluster kept in this ZooKeeper ensemble and path ($DUOSYNC_CLUSTER);"
+    " needs --node and a shared --store.",
+)
+@click.option("--node", "node_name", default=None, help="This node's name in the cluster.")
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A label of this node (repeatable); tasks with options.placement.labels run only"
+    " on nodes carrying them.",
+)
+@click.option(
+    "--advertise",
+    default=None,
+    metavar="URL",
+    help="Where users and the console reach this node's API (default: http://HOST:PORT).",
+)
+@click.option(
+    "--session-timeout",
+    type=click.FloatRange(1.0, 60.0),
+    default=4.0,
+    show_default=True,
+    help="ZooKeeper session timeout (s): a node silent this long is dead and its tasks"
+    " move; a node cut off from ZooKeeper stops applying before it.",
+)
 @click.pass_obj
-def serve(ctx: Context, host: str, port: int) -> None:
+def serve(
+    ctx: Context,
+    host: str,
+    port: int,
+    cluster: str | None,
+    node_name: str | None,
+    labels: tuple[str, ...],
+    advertise: str | None,
+    session_timeout: float,
+) -> None:
     """Run the REST API, the web console and the task runners.
 
     The API token is $DUOSYNC_API_TOKEN, or a random one kept in HOME/api-token.
-    Tasks that were running when the service last stopped are resumed."""
+    Tasks that were running when the service last stopped are resumed. With
+    --cluster, this process is one node of a cluster: it runs the tasks the
+    leader assigns to it, and answers for every task of the cluster."""
     import uvicorn
 
     from duosync.api.app import create_app
     from duosync.api.token import api_token
-    from duosync.service.store import MetadataStore
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    who = f" [{node_name}]" if cluster and node_name else ""
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s{who} %(name)s: %(message)s")
     token, origin = api_token(ctx.home)
-    with MetadataStore.in_home(ctx.home) as st:
-        db = st.path
-    app = create_app(db, token)
+    api = advertise or f"http://{host}:{port}"
+    runs = _join_cluster(ctx, cluster, node_name, labels, api, session_timeout) if cluster else None
+    if runs is None and (node_name or labels):
+        raise ConfigError("--node and --label need --cluster zk://HOST:PORT/PATH")
+    app = create_app(ctx.store, token, cluster=runs)
+    where = f", node {runs.name} of {runs.coord.address.url}" if runs is not None else ""
     click.echo(
-        f"duosync serve: console http://{host}:{port}/console/ , API http://{host}:{port}/docs ,"
-        f" token from {origin}",
+        f"duosync serve: console {api}/console/ , API {api}/docs , token from {origin}{where}",
         err=True,
     )
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def _join_cluster(
+    ctx: Context,
+    url: str,
+    node_name: str | None,
+    labels: tuple[str, ...],
+    api: str,
+    session_timeout: float,
+) -> ClusterRuns:
+    import time
+
+    from duosync.cluster.coordinator import Coordinator
+    from duosync.cluster.model import ClusterAddress, NodeInfo, check_node_name, parse_labels
+    from duosync.cluster.runs import ClusterRuns
+
+    address = ClusterAddress.parse(url)
+    if not node_name:
+        raise ConfigError("--cluster needs --node NAME: every node of a cluster has a name")
+    if isinstance(ctx.store, Path):
+        raise ConfigError(
+            f"cluster {address.url}: the nodes of a cluster share one metadata store, and"
+            f" {ctx.store} is a file of this machine",
+            hint="give every node --store mariadb://USER@HOST:PORT/DB (or postgresql://...)",
+        )
+    info = NodeInfo(
+        name=check_node_name(node_name),
+        api=api,
+        labels=parse_labels(labels),
+        started_at=time.time(),
+    )
+    coord = Coordinator(address, info, session_timeout)
+    coord.start()
+    return ClusterRuns(coord, ctx.store)

@@ -85,6 +85,14 @@ class FatalError(DuosyncError):
     kind = "fatal"
 
 
+class Fenced(DuosyncError):
+    """A newer assignment of the task to another cluster node exists: this run's
+    transaction committed nothing, and the run must give the task up (not fail it:
+    the task lives on elsewhere). See ``sync.checkpoint``."""
+
+    kind = "fenced"
+
+
 class RetriableError(DuosyncError):
     """A condition that may pass by itself: the task runner retries the phase with
     back-off for as long as ``options.retry_for`` allows (``service.healing``)."""

@@ -3,13 +3,16 @@
 ``up`` starts two MariaDB instances (binlog on: ROW format, FULL row image, FULL row
 metadata, GTID strict mode, distinct server ids) and one OceanBase instance from the
 seekdb binary shipped in the ``pylibseekdb`` wheel, each in its own data directory
-under the sandbox directory, and returns when every one answers queries.
+under the sandbox directory, and returns when every one answers queries. Callers may
+add a ZooKeeper server (``ZOOKEEPER``, Debian's ``zookeeper`` jars) and a private
+PostgreSQL cluster (``POSTGRES``, ``wal_level=logical``) to the specs.
 
 State (ports, pids, data dirs) lives in ``<dir>/sandbox.json``. Only processes whose
 pid is recorded there *and* whose command line still names our data directory are
 ever signalled, so a reused pid or a server somebody else started is never touched.
-The servers listen on 127.0.0.1 only and have a passwordless ``root``: they hold
-throwaway data and must never be exposed.
+The servers listen on 127.0.0.1 only and have a passwordless ``root`` (``postgres``
+with trust authentication for PostgreSQL): they hold throwaway data and must never
+be exposed.
 """
 
 from __future__ import annotations
@@ -18,9 +21,12 @@ import contextlib
 import importlib.util
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
+import stat
+import struct
 import subprocess
 import time
 from collections.abc import Iterable
@@ -41,7 +47,7 @@ class ServerSpec:
     """One sandbox server as configured: its name, family and wanted port (0 = any free)."""
 
     name: str
-    flavor: str  # "mariadb" or "oceanbase"
+    flavor: str  # "mariadb", "oceanbase", "zookeeper" or "postgresql"
     server_id: int
     port: int = 0
 
@@ -51,6 +57,10 @@ DEFAULT_SERVERS: tuple[ServerSpec, ...] = (
     ServerSpec("mariadb2", "mariadb", 2),
     ServerSpec("oceanbase1", "oceanbase", 3),
 )
+
+#: not started by default: callers that need them add them to the specs
+ZOOKEEPER = ServerSpec("zookeeper1", "zookeeper", 10)
+POSTGRES = ServerSpec("postgres1", "postgresql", 11)
 
 
 @dataclass
@@ -67,6 +77,10 @@ class ServerState:
 
     @property
     def url(self) -> str:
+        if self.flavor == "zookeeper":
+            return f"zk://{HOST}:{self.port}"
+        if self.flavor == "postgresql":
+            return f"postgresql://postgres@{HOST}:{self.port}/postgres"
         return f"{self.flavor}://root@{HOST}:{self.port}"
 
 
@@ -128,7 +142,7 @@ class Sandbox:
         try:
             for spec in self.specs.values():
                 current = state.servers.get(spec.name)
-                if current is not None and _owned_pid_alive(current) and _answers(current.port):
+                if current is not None and _owned_pid_alive(current) and _serving(current):
                     continue  # `up` twice is harmless
                 if current is not None and _owned_pid_alive(current):
                     # Ours but not answering yet (a previous `up` was interrupted): wait.
@@ -163,7 +177,7 @@ class Sandbox:
                     url=s.url,
                     pid=s.pid if alive else None,
                     running=alive,
-                    serving=alive and _answers(s.port),
+                    serving=alive and _serving(s),
                     datadir=s.datadir,
                 )
             )
@@ -176,7 +190,7 @@ class Sandbox:
         for name, s in state.servers.items():
             if _owned_pid_alive(s):
                 assert s.pid is not None
-                _terminate(s.pid, timeout)
+                _terminate(s.pid, timeout, _stop_signal(s.flavor))
                 stopped.append(name)
             _wait_port_free(s.port, 10.0)
             s.pid = None
@@ -200,16 +214,26 @@ class Sandbox:
                 hint="choose another port or stop what listens there",
             )
         port = port or _free_port()
-        log = datadir / ("error.log" if spec.flavor == "mariadb" else "log/seekdb.log")
+        log = datadir / _LOGS.get(spec.flavor, "console.log")
         if spec.flavor == "mariadb" and not (datadir / "mysql").is_dir():
             _install_mariadb(spec, datadir)
+        elif spec.flavor == "zookeeper":
+            _write_zoo_cfg(datadir, port)
+        elif spec.flavor == "postgresql":
+            _prepare_postgres(spec, datadir)
         return ServerState(spec.name, spec.flavor, port, str(datadir), str(log))
 
     def _launch(self, spec: ServerSpec, server: ServerState) -> subprocess.Popen[bytes]:
         datadir = Path(server.datadir)
         env = dict(os.environ)
+        user: pwd.struct_passwd | None = None
         if spec.flavor == "mariadb":
             cmd = _mariadbd_command(spec, server)
+        elif spec.flavor == "zookeeper":
+            cmd = _zookeeper_command(spec, server)
+        elif spec.flavor == "postgresql":
+            cmd = _postgres_command(spec, server)
+            user = _postgres_user()
         else:
             binary = seekdb_binary()
             # The wheel ships libaio next to the binary; let the loader find it there.
@@ -241,6 +265,10 @@ class Sandbox:
                 start_new_session=True,
                 env=env,
                 cwd=datadir,
+                # PostgreSQL as root: the postgres user's uid, gid and no root groups.
+                user=user.pw_uid if user else None,
+                group=user.pw_gid if user else None,
+                extra_groups=[] if user else None,
             )
         except OSError as exc:
             raise FatalError(f"sandbox server {spec.name}: cannot run {cmd[0]}: {exc}") from None
@@ -260,6 +288,10 @@ class _Adopted:
 
     def poll(self) -> int | None:
         return None if _pid_alive(self.pid) else 1
+
+
+#: each flavor's log, relative to its data directory (where _tail looks first)
+_LOGS = {"mariadb": "error.log", "oceanbase": "log/seekdb.log"}
 
 
 def _run_as_root_args() -> list[str]:
@@ -359,6 +391,261 @@ def _configure_mariadb(server: ServerState) -> None:
         conn.close()
 
 
+# -- ZooKeeper ---------------------------------------------------------------------------
+
+ZOOKEEPER_JAR = Path("/usr/share/java/zookeeper.jar")
+#: slf4j's binding that logs to stderr (our console.log); Debian's libslf4j-java,
+#: which the zookeeper package depends on, ships it
+SLF4J_SIMPLE_JAR = Path("/usr/share/java/slf4j-simple.jar")
+
+
+def _write_zoo_cfg(datadir: Path, port: int) -> None:
+    # Written at every start: the port may have changed since the last one. The
+    # data (snapshots and transaction log) stays in data/, so znodes survive a restart.
+    (datadir / "data").mkdir(parents=True, exist_ok=True)
+    (datadir / "zoo.cfg").write_text(
+        "\n".join(
+            [
+                # Sessions may time out between 2 and 20 ticks: 1 s to 10 s.
+                "tickTime=500",
+                f"dataDir={datadir / 'data'}",
+                f"clientPort={port}",
+                f"clientPortAddress={HOST}",
+                "admin.enableServer=false",
+                "4lw.commands.whitelist=ruok,srvr,stat,mntr",
+                "",
+            ]
+        )
+    )
+
+
+def _zookeeper_command(spec: ServerSpec, server: ServerState) -> list[str]:
+    java = shutil.which("java")
+    if not java:
+        raise FatalError(
+            f"sandbox server {spec.name}: java not found",
+            hint="install it: apt-get install default-jre-headless (scripts/setup does)",
+        )
+    for jar in (ZOOKEEPER_JAR, SLF4J_SIMPLE_JAR):
+        if not jar.exists():
+            raise FatalError(
+                f"sandbox server {spec.name}: {jar} not found",
+                hint="install it: apt-get install zookeeper (scripts/setup does)",
+            )
+    return [
+        java,
+        # Small and quiet on a shared 2-core machine: one GC thread, a bounded heap.
+        "-Xmx256m",
+        "-XX:+UseSerialGC",
+        "-Dorg.slf4j.simpleLogger.showDateTime=true",
+        "-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSS",
+        "-Dzookeeper.jmx.log4j.disable=true",
+        # Debian's zookeeper.jar names its dependencies in its manifest's Class-Path;
+        # every jar under /usr/share/java would also work but brings six competing
+        # slf4j bindings, and slf4j then picks the one that logs nothing.
+        "-cp",
+        f"{ZOOKEEPER_JAR}:{SLF4J_SIMPLE_JAR}",
+        "org.apache.zookeeper.server.ZooKeeperServerMain",
+        # The config's path names our data dir: that is what makes the pid ours.
+        str(Path(server.datadir) / "zoo.cfg"),
+    ]
+
+
+def zookeeper_command(port: int, word: str, timeout: float = 3.0) -> str | None:
+    """Send a four-letter word (``ruok``, ``srvr``, ...) to ZooKeeper; its answer, or
+    None when nothing answers."""
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout) as sock:
+            sock.sendall(word.encode())
+            chunks = []
+            while chunk := sock.recv(4096):  # the server closes after answering
+                chunks.append(chunk)
+    except OSError:
+        return None
+    return b"".join(chunks).decode(errors="replace")
+
+
+def _zookeeper_answers(port: int) -> bool:
+    # `ruok` says the process is up, even before it serves; `srvr` names the server's
+    # mode only once it serves requests (before that: "not currently serving").
+    return zookeeper_command(port, "ruok") == "imok" and "Mode:" in (
+        zookeeper_command(port, "srvr") or ""
+    )
+
+
+# -- PostgreSQL --------------------------------------------------------------------------
+
+POSTGRES_ROOT = Path("/usr/lib/postgresql")
+
+
+def _postgres_bindir(spec: ServerSpec, datadir: Path) -> Path:
+    """The binaries of the cluster's own major version if it exists, else the newest."""
+    version_file = datadir / "data" / "PG_VERSION"
+    if version_file.exists():
+        version = version_file.read_text().strip()
+        bindir = POSTGRES_ROOT / version / "bin"
+        if (bindir / "postgres").exists():
+            return bindir
+        raise FatalError(
+            f"sandbox server {spec.name}: its cluster is PostgreSQL {version}, whose"
+            f" binaries ({bindir}) are not installed",
+            hint=f"install postgresql-{version}, or purge the sandbox (duosync sandbox down"
+            " --purge) to start a new cluster",
+        )
+    versions = sorted(
+        (p for p in POSTGRES_ROOT.glob("*/bin/postgres") if p.parent.parent.name.isdigit()),
+        key=lambda p: int(p.parent.parent.name),
+    )
+    if not versions:
+        raise FatalError(
+            f"sandbox server {spec.name}: PostgreSQL not found (no {POSTGRES_ROOT}/*/bin/postgres)",
+            hint="install it: apt-get install postgresql (scripts/setup does)",
+        )
+    return versions[-1].parent
+
+
+def _postgres_user() -> pwd.struct_passwd | None:
+    """The user PostgreSQL runs as when we are root (it refuses to run as root), else None."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam("postgres")
+    except KeyError:
+        raise FatalError(
+            "PostgreSQL refuses to run as root and there is no postgres user to run it as",
+            hint="install the Debian package postgresql (it creates the user)",
+        ) from None
+
+
+def _unreachable_by(user: pwd.struct_passwd, path: Path) -> Path | None:
+    """The first directory on the way to *path* that *user* may not enter, if any."""
+    groups = {user.pw_gid, *os.getgrouplist(user.pw_name, user.pw_gid)}
+    for directory in [*reversed(path.parents), path]:
+        st = directory.stat()
+        if st.st_uid == user.pw_uid:
+            allowed = st.st_mode & stat.S_IXUSR
+        elif st.st_gid in groups:
+            allowed = st.st_mode & stat.S_IXGRP
+        else:
+            allowed = st.st_mode & stat.S_IXOTH
+        if not allowed:
+            return directory
+    return None
+
+
+def _prepare_postgres(spec: ServerSpec, datadir: Path) -> None:
+    """Make the private cluster in ``datadir/data`` unless it is there."""
+    user = _postgres_user()
+    if user is not None:
+        blocked = _unreachable_by(user, datadir.parent)
+        if blocked is not None:
+            raise ConfigError(
+                f"sandbox server {spec.name}: PostgreSQL runs as the postgres user (it"
+                f" refuses root), who may not enter {blocked}",
+                hint=f"use a sandbox directory it can reach (e.g. --dir /tmp/duosync-sandbox)"
+                f" or let it in: chmod o+x {blocked}",
+            )
+        # Its own directory: the cluster, the socket and postmaster.pid live there.
+        os.chown(datadir, user.pw_uid, user.pw_gid)
+    bindir = _postgres_bindir(spec, datadir)
+    if (datadir / "data" / "PG_VERSION").exists():
+        return
+    shutil.rmtree(datadir / "data", ignore_errors=True)  # a half-made one from a failed try
+    cmd = [
+        str(bindir / "initdb"),
+        "-D",
+        str(datadir / "data"),
+        "-U",
+        "postgres",
+        "--auth=trust",
+        "-E",
+        "UTF8",
+        "--locale=C.UTF-8",
+        # Throwaway data: skip the fsync of every file initdb writes (~1 s).
+        "--no-sync",
+    ]
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=datadir,
+        user=user.pw_uid if user else None,
+        group=user.pw_gid if user else None,
+        extra_groups=[] if user else None,
+    )
+    if proc.returncode != 0:
+        shutil.rmtree(datadir / "data", ignore_errors=True)
+        raise FatalError(
+            f"sandbox server {spec.name}: initdb failed:\n" + _tail_text(proc.stdout + proc.stderr)
+        )
+
+
+def _postgres_command(spec: ServerSpec, server: ServerState) -> list[str]:
+    datadir = Path(server.datadir)
+    # A Unix socket path is limited to 107 bytes; past that, TCP only (all we use).
+    sockets = str(datadir) if len(f"{datadir}/.s.PGSQL.{server.port}") < 108 else ""
+    return [
+        str(_postgres_bindir(spec, datadir) / "postgres"),
+        "-D",
+        str(datadir / "data"),
+        "-p",
+        str(server.port),
+        "-c",
+        f"unix_socket_directories={sockets}",
+        "-c",
+        f"listen_addresses={HOST}",
+        # Logical decoding (pgoutput) for change capture.
+        "-c",
+        "wal_level=logical",
+        "-c",
+        "max_wal_senders=10",
+        "-c",
+        "max_replication_slots=10",
+        # Durability against an OS crash is not what we test; kill -9 loses nothing.
+        "-c",
+        "fsync=off",
+        "-c",
+        "shared_buffers=128MB",
+    ]
+
+
+def _postgres_answers(port: int, timeout: float = 3.0) -> bool:
+    """A real session: startup as postgres (trust), up to ReadyForQuery, then Terminate.
+
+    Spoken directly (protocol 3.0) so that the sandbox needs no PostgreSQL driver;
+    while the server starts up it answers the startup with an error instead.
+    """
+    params = b"user\0postgres\0database\0postgres\0\0"
+    startup = struct.pack("!ii", 8 + len(params), 196608) + params
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout) as sock:
+            sock.sendall(startup)
+            buf = b""
+            while True:
+                while len(buf) < 5:
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        return False
+                    buf += chunk
+                kind, length = buf[:1], struct.unpack("!i", buf[1:5])[0]
+                while len(buf) < 1 + length:
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        return False
+                    buf += chunk
+                body, buf = buf[5 : 1 + length], buf[1 + length :]
+                if kind == b"E":  # e.g. "the database system is starting up"
+                    return False
+                if kind == b"R" and struct.unpack("!i", body[:4])[0] != 0:
+                    return False  # asks for a password: not our trust-auth sandbox
+                if kind == b"Z":
+                    sock.sendall(b"X" + struct.pack("!i", 4))
+                    return True
+    except (OSError, struct.error):
+        return False
+
+
 def seekdb_binary() -> Path:
     """Path of the OceanBase seekdb server binary inside the installed pylibseekdb wheel."""
     spec = importlib.util.find_spec("pylibseekdb")
@@ -406,9 +693,15 @@ def _owned_pid_alive(server: ServerState) -> bool:
     return server.datadir.encode() in cmdline
 
 
-def _terminate(pid: int, timeout: float) -> None:
+def _stop_signal(flavor: str) -> signal.Signals:
+    # PostgreSQL's SIGTERM is a "smart" shutdown that waits for every client to
+    # leave (a replication stream never does); SIGINT is its "fast" shutdown.
+    return signal.SIGINT if flavor == "postgresql" else signal.SIGTERM
+
+
+def _terminate(pid: int, timeout: float, sig: signal.Signals = signal.SIGTERM) -> None:
     with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, sig)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not _pid_alive(pid):
@@ -460,10 +753,19 @@ def _answers(port: int) -> bool:
         conn.close()
 
 
+def _serving(server: ServerState) -> bool:
+    """The server answers a real request in its own protocol."""
+    if server.flavor == "zookeeper":
+        return _zookeeper_answers(server.port)
+    if server.flavor == "postgresql":
+        return _postgres_answers(server.port)
+    return _answers(server.port)
+
+
 def _answers_socket(server: ServerState) -> bool:
     """MariaDB answers on its socket before root@127.0.0.1 exists (first start)."""
     if server.flavor != "mariadb":
-        return _answers(server.port)
+        return _serving(server)
     try:
         conn = pymysql.connect(
             unix_socket=f"{server.datadir}/sock", user="root", password="", connect_timeout=3
@@ -493,7 +795,8 @@ def _wait_serving(server: ServerState, proc: _Process, deadline: float) -> None:
 
 def _tail(server: ServerState, lines: int = 15) -> str:
     parts = []
-    for path in (Path(server.log), Path(server.datadir) / "console.log"):
+    # dict.fromkeys: once, when the log is the console (ZooKeeper, PostgreSQL)
+    for path in dict.fromkeys((Path(server.log), Path(server.datadir) / "console.log")):
         with contextlib.suppress(OSError):
             parts.append(path.read_text(errors="replace"))
     return _tail_text("\n".join(parts), lines)

@@ -471,6 +471,38 @@ class Renames(_Spec):
 # -- options -------------------------------------------------------------------------------
 
 
+class Strategy(StrEnum):
+    """How a cluster picks the node that runs a task (``duosync.cluster.placement``),
+    Otter's three load-balancing strategies applied to a whole task."""
+
+    STICK = "stick"  #: stays on its node while the node lives; new tasks go to the least busy
+    ROUND_ROBIN = "round_robin"  #: spread evenly; a node that joins receives its share
+    RANDOM = "random"  #: a random eligible node whenever the task needs one
+
+
+_LABEL = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")
+
+
+class Placement(_Spec):
+    """Where a task may run in a cluster (ignored by a single ``duosync serve``)."""
+
+    strategy: Strategy = Strategy.STICK
+    #: the task runs only on nodes carrying every one of these labels (``--label k=v``)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, val in value.items():
+            for part in (key, val):
+                if not _LABEL.match(part):
+                    raise ValueError(
+                        f"label {key}={val}: keys and values are 1 to 63 letters, digits,"
+                        " '_', '.' or '-'"
+                    )
+        return value
+
+
 class Options(_Spec):
     """Tuning of the phases. Limits follow the product we mirror (512 threads)."""
 
@@ -503,6 +535,8 @@ class Options(_Spec):
     #: incremental sync: a row the target refuses stops the task, or is recorded in
     #: the conflict log and skipped
     on_data_error: OnDataError = OnDataError.STOP
+    #: in a cluster: the strategy that picks the task's node, and the labels it needs
+    placement: Placement = Field(default_factory=Placement)
 
 
 #: fields of a task that the reverse task of a two-way sync takes from its forward task
@@ -520,6 +554,7 @@ class ReverseOptions(_Spec):
     heartbeat_seconds: int | None = Field(default=None, ge=1, le=60)
     retry_for: Duration = DEFAULT_RETRY_FOR
     on_data_error: OnDataError = OnDataError.STOP
+    placement: Placement = Field(default_factory=Placement)
 
     @model_validator(mode="before")
     @classmethod
@@ -543,6 +578,7 @@ class ReverseOptions(_Spec):
             heartbeat_seconds=self.heartbeat_seconds,
             retry_for=self.retry_for,
             on_data_error=self.on_data_error,
+            placement=self.placement,
         )
 
 

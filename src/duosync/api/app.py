@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import hmac
 import logging
-import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from importlib import resources
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
@@ -28,12 +26,20 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from duosync import __version__
+from duosync.api.cluster_routes import add_cluster_routes
 from duosync.api.metrics import metrics_text
+from duosync.cluster.runs import ClusterRuns
 from duosync.errors import ConfigError, DuosyncError
 from duosync.service import tasks, views
 from duosync.service.conflicts import task_conflicts
 from duosync.service.states import IllegalTransition
-from duosync.service.store import MetadataStore, TaskExists, TaskNotFound
+from duosync.service.store import (
+    MetadataStore,
+    StoreLocation,
+    StoreUnavailable,
+    TaskExists,
+    TaskNotFound,
+)
 from duosync.service.supervisor import Supervisor
 from duosync.spec import ReverseOptions, TaskSpec
 from duosync.specfile import parse_spec
@@ -59,11 +65,18 @@ class StartRequest(BaseModel):
     skip: list[str] = []
 
 
-def create_app(db: Path, token: str, *, supervisor: Supervisor | None = None) -> FastAPI:
-    """The app over the store file *db*. With *supervisor* None, one is made and
-    started with the app (and stopped with it): tasks started here run here."""
+def create_app(
+    db: StoreLocation,
+    token: str,
+    *,
+    supervisor: Supervisor | None = None,
+    cluster: ClusterRuns | None = None,
+) -> FastAPI:
+    """The app over the metadata store *db*. With *supervisor* None, one is made
+    (a node of *cluster* if given) and started with the app (and stopped with it):
+    tasks started here run here, or on the node the cluster assigns them to."""
     own = supervisor is None
-    sup = supervisor if supervisor is not None else Supervisor(db)
+    sup = supervisor if supervisor is not None else Supervisor(db, cluster=cluster)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -118,13 +131,16 @@ def create_app(db: Path, token: str, *, supervisor: Supervisor | None = None) ->
         body = {"error": str(exc), "message": exc.message, "task": exc.task, "hint": exc.hint}
         return JSONResponse(body, status_code=status)
 
-    @app.exception_handler(sqlite3.Error)
+    @app.exception_handler(StoreUnavailable)
     async def _store_error(_r: Request, exc: Exception) -> JSONResponse:
-        # The store waits for its write lock (busy timeout) before this happens:
-        # a passing overload, which the client may retry.
+        # The store waits for its locks (busy timeout) before this happens, or its
+        # server is unreachable: a passing condition, which the client may retry.
         logging.getLogger(__name__).warning("metadata store: %s", exc)
         return JSONResponse(
-            {"error": f"the metadata store is busy: {exc}", "hint": "retry the request"},
+            {
+                "error": f"the metadata store is busy or unreachable: {exc}",
+                "hint": "retry the request",
+            },
             status_code=503,
             headers={"Retry-After": "1"},
         )
@@ -140,12 +156,34 @@ def create_app(db: Path, token: str, *, supervisor: Supervisor | None = None) ->
     def shown(st: MetadataStore, name: str, detail: bool = True) -> dict[str, Any]:
         record = st.get_task(name)
         fn = views.task_detail if detail else views.task_summary
-        return fn(st, record, sup.live(name))
+        return fn(st, record, sup.live(name)) | placed(name)
+
+    def placed(name: str, assigned: dict[str, Any] | None = None) -> dict[str, Any]:
+        """In a cluster: the node the task is assigned to, and the epoch."""
+        if sup.cluster is None:
+            return {}
+        if assigned is None:
+            a = sup.cluster.coord.assignment(name)
+            assigned = {} if a is None else {name: {"node": a.node, "epoch": a.epoch}}
+        got = assigned.get(name) or {}
+        return {"node": got.get("node"), "epoch": got.get("epoch")}
 
     @app.get(f"{API}/tasks", dependencies=auth, tags=["tasks"])
     def list_tasks(st: Store) -> list[dict[str, Any]]:
-        """Every task, with its state, allowed actions and live progress."""
-        return [views.task_summary(st, r, sup.live(r.name)) for r in st.list_tasks()]
+        """Every task, with its state, allowed actions and live progress (and in a
+        cluster the node it is assigned to)."""
+        assigned = (
+            {
+                t: {"node": a.node, "epoch": a.epoch}
+                for t, a in sup.cluster.coord.assignments().items()
+            }
+            if sup.cluster is not None
+            else {}
+        )
+        return [
+            views.task_summary(st, r, sup.live(r.name)) | placed(r.name, assigned)
+            for r in st.list_tasks()
+        ]
 
     @app.post(f"{API}/tasks", dependencies=auth, status_code=201, tags=["tasks"])
     def create_task(st: Store, body: dict[str, Any]) -> dict[str, Any]:
@@ -253,6 +291,8 @@ def create_app(db: Path, token: str, *, supervisor: Supervisor | None = None) ->
         """Prometheus metrics per task: rows/s, bytes/s, lag, conflicts, phase."""
         body, content_type = metrics_text(st, sup)
         return Response(body, media_type=content_type)
+
+    add_cluster_routes(app, API, auth, sup.cluster)
 
     @app.get("/", include_in_schema=False)
     def index() -> RedirectResponse:

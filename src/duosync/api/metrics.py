@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 from duosync.service.states import State
 from duosync.service.store import MetadataStore
 from duosync.service.supervisor import Supervisor
+from duosync.sync.checkpoint import REFUSED
 
 
 class _Tasks(Collector):
@@ -74,14 +75,33 @@ class _Tasks(Collector):
             figures = live.get(record.name)
             if figures is None:
                 continue
-            r, b = figures.rates()
-            rows_s.add_metric([record.name], r)
-            bytes_s.add_metric([record.name], b)
-            if figures.sync.lag is not None:
-                lag.add_metric([record.name], figures.sync.lag)
-            rows.add_metric([record.name], float(figures.totals()[0]))
-            conflicts.add_metric([record.name], float(figures.sync.conflicts))
-        yield from (phase, rows_s, bytes_s, lag, rows, conflicts, retries, last_error, healthy)
+            # the snapshot: the same for a task run here or on another node
+            shot = figures.snapshot()
+            rows_s.add_metric([record.name], float(shot["rows_per_second"]))
+            bytes_s.add_metric([record.name], float(shot["bytes_per_second"]))
+            if shot["lag_seconds"] is not None:
+                lag.add_metric([record.name], float(shot["lag_seconds"]))
+            rows.add_metric([record.name], float(shot["rows"]))
+            conflicts.add_metric([record.name], float(shot["conflicts"]))
+        fenced = CounterMetricFamily(
+            "duosync_fenced_transactions",
+            "Target transactions this process refused to commit (rolled back, nothing"
+            " committed) because its cluster node no longer held the task: fenced by a"
+            " newer epoch, or its ZooKeeper membership unconfirmed",
+        )
+        fenced.add_metric([], float(REFUSED.value))
+        yield from (
+            phase,
+            rows_s,
+            bytes_s,
+            lag,
+            rows,
+            conflicts,
+            retries,
+            last_error,
+            healthy,
+            fenced,
+        )
 
 
 def metrics_text(store: MetadataStore, supervisor: Supervisor) -> tuple[bytes, str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from duosync.service.progress import Progress
 from duosync.sync.runner import SyncStats
@@ -30,6 +30,31 @@ class ChartPoint:
     at: float
     rows_per_second: float
     lag_seconds: float | None
+
+
+class Figures(Protocol):
+    """Live figures of a running task: this process's ``Live``, or the snapshot
+    another cluster node published (``RemoteLive``)."""
+
+    def snapshot(self, *, chart: bool = False) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class RemoteLive:
+    """The figures the cluster node that runs a task published (a snapshot a
+    second or two old), plus that node's name."""
+
+    data: dict[str, Any]
+
+    @property
+    def node(self) -> str:
+        return str(self.data.get("node", ""))
+
+    def snapshot(self, *, chart: bool = False) -> dict[str, Any]:
+        out = {k: v for k, v in self.data.items() if k not in ("node", "at")}
+        if not chart:
+            out.pop("chart", None)
+        return out
 
 
 @dataclass

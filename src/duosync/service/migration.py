@@ -50,6 +50,7 @@ from duosync.service.progress import TablePlan, make_progress
 from duosync.service.states import INCREMENTAL, State
 from duosync.service.store import MetadataStore
 from duosync.spec import MigrationType, NonEmptyTarget, TaskSpec, Topology
+from duosync.sync.checkpoint import Tenure
 from duosync.sync.runner import SyncStats, run_incremental
 
 HANDOVER_STREAM = "handover"
@@ -92,6 +93,7 @@ def run_phases(
     *,
     stats: SyncStats | None = None,
     live: Live | None = None,
+    tenure: Tenure | None = None,
 ) -> MigrationReport:
     """Run the task's phases in order, from the one its state in *store* names (the
     task runner, ``service.runner``, holds it there); with incremental, keep syncing
@@ -100,7 +102,8 @@ def run_phases(
 
     A task resumed in incremental sync skips the schema and full phases: they are
     done, and checking the target's tables against the source again would fail on
-    a DDL change still on its way through the log."""
+    a DDL change still on its way through the log. *tenure*: the cluster assignment
+    the run holds, which fences incremental commits (``sync.checkpoint``)."""
     started = time.monotonic()
     report = MigrationReport()
     live = live if live is not None else Live()
@@ -187,7 +190,14 @@ def run_phases(
                     " changes are applied one by one and may be applied twice after a crash"
                 )
         _incremental_phase(
-            spec, store, [s for s, _ in plans], report, say, stop or threading.Event(), live
+            spec,
+            store,
+            [s for s, _ in plans],
+            report,
+            say,
+            stop or threading.Event(),
+            live,
+            tenure,
         )
     report.seconds = time.monotonic() - started
     return report
@@ -222,6 +232,7 @@ def _incremental_phase(
     say: Say,
     stop: threading.Event,
     live: Live,
+    tenure: Tenure | None,
 ) -> None:
     skip_before: float | None = None
     two_way = spec.topology is Topology.TWO_WAY
@@ -261,6 +272,7 @@ def _incremental_phase(
         skip_before=skip_before,
         checked_after=position_from(checked) if checked is not None else None,
         opposite=spec.reverse_name if two_way else None,
+        tenure=tenure,
     )
     report.synced_rows = stats.rows
     report.sync_conflicts = stats.conflicts

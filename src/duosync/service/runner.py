@@ -19,6 +19,12 @@ attempt) is kept on the task in the store and each retry and recovery is a task
 event. Each attempt gets a stop event of its own (the phases set theirs when they
 end, to stop their reader threads); the run's ``stop`` is passed on to it.
 
+In a cluster (``duosync.cluster``) a run holds an *epoch*, the assignment that
+sent the task to this node: it takes the store's lease over from whoever held it
+(ZooKeeper, not the lease, says who runs the task there), and its commits on the
+target are fenced by the epoch. A run whose commit is fenced (a newer assignment
+runs elsewhere) ends at once and leaves the task's state to the new owner.
+
 How a run ends: paused on request (state ``paused``), failed on an error that no
 retry fixes or after retrying for longer than ``retry_for`` (state ``failed``
 with the message), completed when a task without incremental sync copied
@@ -31,25 +37,24 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from duosync.config import Endpoint
 from duosync.endpoints import escaped_driver_error
-from duosync.errors import ConfigError, DuosyncError, FatalError, RetriableError
+from duosync.errors import ConfigError, DuosyncError, FatalError, Fenced, RetriableError
 from duosync.service import healing
 from duosync.service.live import Live
 from duosync.service.migration import MigrationReport, run_phases
 from duosync.service.prechecks import CheckResult, Status
 from duosync.service.states import ACTIVE, INCREMENTAL, State
-from duosync.service.store import MetadataStore, TaskRecord
+from duosync.service.store import MetadataStore, StoreLocation, TaskRecord
 from duosync.service.twoway import forward_of, run_reverse
 from duosync.spec import MigrationType, TaskSpec
+from duosync.sync.checkpoint import Tenure
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
@@ -103,8 +108,8 @@ PrecheckFn = Callable[[TaskSpec, frozenset[str]], list[CheckResult]]
 class TaskRun:
     """One run of the stored task *name*; ``run`` blocks until it ends."""
 
-    #: the metadata store's file (each thread opens its own connection)
-    db: Path
+    #: the metadata store (each thread opens its own connection)
+    db: StoreLocation
     name: str
     say: Say
     prechecks: PrecheckFn
@@ -125,6 +130,19 @@ class TaskRun:
     _retry_mark: int = 0
     #: the streak is written by the run's thread and ended by the lease thread
     _heal_lock: threading.Lock = field(default_factory=threading.Lock)
+    #: a cluster run: the epoch of its assignment (None: no cluster), and whether
+    #: the node's membership is confirmed right now (``sync.checkpoint.Tenure``)
+    epoch: int | None = None
+    confirmed: Callable[[], bool] | None = None
+    #: set when the run ended because a newer assignment fenced its commit
+    fenced: bool = False
+
+    def give_up(self) -> None:
+        """Stop at the next checkpoint and leave the task's state as it is (for
+        the next service, or another cluster node, to resume)."""
+        self.shutdown = True
+        self.stop.set()
+        self._attempt.set()
 
     def run(self) -> State:
         """Run the task from its current state; the state it ends in. A
@@ -135,7 +153,8 @@ class TaskRun:
                 raise ConfigError(
                     f"task is {record.state.value}: start or resume it first", task=self.name
                 )
-            stale = record.owner if owner_dead(record.owner) else None
+            # a cluster run takes the task over: its assignment is the authority
+            stale = record.owner if owner_dead(record.owner) or self.epoch is not None else None
             if not store.claim(self.name, self.owner, LEASE, stale):
                 raise ConfigError(
                     f"task is being run by {record.owner}",
@@ -162,6 +181,11 @@ class TaskRun:
                 return State.FAILED
             if not self.stop.is_set():  # a pause asked during the pre-checks: no phase
                 self._healing_phases(store)
+        except Fenced as exc:
+            self.fenced = True
+            self.say(f"task {self.name}: {exc.describe(task=False)}; giving the task up")
+            self._note_fenced(store, exc)
+            return store.get_task(self.name).state
         except DuosyncError as exc:
             if not self.shutdown:
                 store.enter_state(self.name, State.FAILED, str(exc))
@@ -184,6 +208,12 @@ class TaskRun:
         elif not self.stop.is_set() and state in (State.SCHEMA_MIGRATION, State.FULL_MIGRATION):
             store.enter_state(self.name, State.COMPLETED)
         return store.get_task(self.name).state
+
+    def _note_fenced(self, store: MetadataStore, exc: Fenced) -> None:
+        try:
+            store.note(self.name, f"{self.owner}: {exc.describe(task=False)}", "fenced")
+        except DuosyncError as error:  # the store may be what cut this node off
+            log.warning("task %s: cannot record the fence: %s", self.name, error)
 
     def _precheck(self, store: MetadataStore, record: TaskRecord) -> bool:
         self.live.phase = State.PRECHECKING.value
@@ -306,7 +336,9 @@ class TaskRun:
         if forward is not None:
             if record.state is State.PRECHECKING:
                 store.enter_state(self.name, State.INCREMENTAL_RUNNING)
-            stats = run_reverse(forward, store, self.say, self._attempt, live=self.live)
+            stats = run_reverse(
+                forward, store, self.say, self._attempt, live=self.live, tenure=self._tenure()
+            )
             self.report.synced_rows = stats.rows
             self.report.sync_conflicts = stats.conflicts
             return
@@ -321,7 +353,16 @@ class TaskRun:
             # a failed task started again resumes in the phase it had reached
             reached = reached_phase(store, self.name)
             store.enter_state(self.name, reached or first, "resumed in place" if reached else "")
-        self.report = run_phases(spec, store, self.say, self._attempt, live=self.live)
+        self.report = run_phases(
+            spec, store, self.say, self._attempt, live=self.live, tenure=self._tenure()
+        )
+
+    def _tenure(self) -> Tenure | None:
+        if self.epoch is None:
+            return None
+        if self.confirmed is None:
+            return Tenure(self.epoch)
+        return Tenure(self.epoch, self.confirmed)
 
     def _keep_lease(self) -> None:
         """Renew the lease and watch for requests, until the run ends."""
@@ -329,7 +370,10 @@ class TaskRun:
             while not self._done.wait(RENEW):
                 try:
                     if not store.claim(self.name, self.owner, LEASE):
-                        log.error("task %s: lost its lease; stopping", self.name)
+                        if not self.shutdown:
+                            log.error("task %s: lost its lease; stopping", self.name)
+                        # another runner has the task: nothing here may write its state
+                        self.shutdown = True
                         self.stop.set()
                         continue
                     self.live.sample()
@@ -340,7 +384,7 @@ class TaskRun:
                     if self.stop.is_set():
                         self._attempt.set()
                     self._check_recovered(store)
-                except (DuosyncError, sqlite3.Error) as exc:  # busy store: try again
+                except DuosyncError as exc:  # a busy or unreachable store: try again
                     log.warning("task %s: lease renewal failed: %s", self.name, exc)
 
 

@@ -1,23 +1,36 @@
-"""The metadata store: task definitions, state history and checkpoints in SQLite.
+"""The metadata store: task definitions, state history and checkpoints.
 
-One SQLite file (default ``~/.duosync/duosync.db``) with a versioned schema. Each
-migration runs in its own transaction together with the bump of ``user_version``,
-so a crash mid-migration leaves the file at the previous version, never between.
-A file written by a newer duosync (higher version than we know) is refused rather
-than guessed at.
+By default one SQLite file (``~/.duosync/duosync.db``); for a cluster of nodes, a
+database on a MariaDB/MySQL or PostgreSQL server that every node's processes share
+(``MetadataStore("mariadb://user:pass@host:3306/duosync")``). The SQL is written
+once, here, in SQLite's spelling; ``service.store_backends`` renders it for each
+database and opens the connections.
+
+The schema is versioned: each migration runs in its own transaction together with
+the bump of the version (SQLite's ``user_version``; on a server the one-row table
+``duosync_store_version``), so a crash mid-migration leaves the store at the
+previous version, never between (on MariaDB/MySQL, whose DDL commits by itself, a
+step may be left half applied: the next start completes it). A store written by a
+newer duosync (higher version than we know) is refused rather than guessed at.
+Several processes may start at once: migrations take a lock, one runs them.
 
 Checkpoints stored here are the *resume hints* of readers that have no target
 transaction to piggy-back on (e.g. snapshot chunk progress); the authoritative
 incremental checkpoint lives in the target's ``oms`` database, in the same
 transaction as the rows it covers (DESIGN.md section 3.2).
+
+Task specs hold endpoint passwords. A SQLite file is made readable by its owner
+only (mode 600); on a server, the database's own access control protects them:
+give the store's database to duosync's user alone.
+
+Errors: every failure of the store's database is a ``DuosyncError``; a passing
+one (server down, connection lost, lock wait timed out, "database is locked") is
+``StoreUnavailable``, a ``RetriableError``. No driver exception leaves the store.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,9 +41,41 @@ from typing import Any
 from duosync.errors import ConfigError, FatalError
 from duosync.service import states
 from duosync.service.states import State
+from duosync.service.store_backends import (
+    BUSY_SECONDS,
+    IntegrityViolation,
+    SQLiteBackend,
+    StoreConnection,
+    StoreLocation,
+    StoreUnavailable,
+    ThreadConnections,
+    open_backend,
+    parse_store,
+)
+
+__all__ = [
+    "DB_FILE",
+    "LATEST_VERSION",
+    "MIGRATIONS",
+    "MetadataStore",
+    "StoreLocation",
+    "StoreUnavailable",
+    "StoredCheck",
+    "TaskEvent",
+    "TaskExists",
+    "TaskNotFound",
+    "TaskRecord",
+    "parse_store",
+]
 
 DB_FILE = "duosync.db"
 
+# Statements use SQLite's ``?`` placeholders. In MIGRATIONS, column types are
+# tokens each backend fills in (``store_backends``): {key} a name that is a key or
+# indexed, {id} an auto-increment primary key, {int}, {real}, {text}. ``key`` and
+# ``rows`` are reserved words on MariaDB: always double-quoted (MariaDB sessions
+# run with ANSI_QUOTES). For SQLite the rendered text means what it always did,
+# so files of every earlier version keep working.
 #: (version, what it adds, statements). Append only: never edit a released step.
 MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
     (
@@ -38,26 +83,26 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
         "tasks, task state history, checkpoints",
         (
             """CREATE TABLE tasks (
-                name       TEXT PRIMARY KEY,
-                spec       TEXT NOT NULL,          -- validated task spec, JSON
-                state      TEXT NOT NULL,
-                created_at REAL NOT NULL,
-                updated_at REAL NOT NULL
+                name       {key} PRIMARY KEY,
+                spec       {text} NOT NULL,     -- validated task spec, JSON
+                state      {text} NOT NULL,
+                created_at {real} NOT NULL,
+                updated_at {real} NOT NULL
             )""",
             """CREATE TABLE task_events (
-                id         INTEGER PRIMARY KEY AUTOINCREMENT,
-                task       TEXT NOT NULL REFERENCES tasks(name) ON DELETE CASCADE,
-                at         REAL NOT NULL,
-                from_state TEXT,
-                to_state   TEXT NOT NULL,
-                detail     TEXT NOT NULL DEFAULT ''
+                id         {id},
+                task       {key} NOT NULL REFERENCES tasks(name) ON DELETE CASCADE,
+                at         {real} NOT NULL,
+                from_state {text},
+                to_state   {text} NOT NULL,
+                detail     {text} NOT NULL DEFAULT ''
             )""",
             "CREATE INDEX task_events_task ON task_events(task, id)",
             """CREATE TABLE checkpoints (
-                task       TEXT NOT NULL REFERENCES tasks(name) ON DELETE CASCADE,
-                stream     TEXT NOT NULL,          -- which reader: 'binlog', 'snapshot:db.t', ...
-                position   TEXT NOT NULL,          -- serialized position, JSON
-                updated_at REAL NOT NULL,
+                task       {key} NOT NULL REFERENCES tasks(name) ON DELETE CASCADE,
+                stream     {key} NOT NULL,      -- which reader: 'binlog', 'snapshot:db.t', ...
+                position   {text} NOT NULL,     -- serialized position, JSON
+                updated_at {real} NOT NULL,
                 PRIMARY KEY (task, stream)
             )""",
         ),
@@ -67,21 +112,21 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
         "full-migration chunks and the rows they could not copy",
         (
             """CREATE TABLE chunks (
-                task       TEXT NOT NULL REFERENCES tasks(name) ON DELETE CASCADE,
-                tbl        TEXT NOT NULL,          -- source 'db.table'
-                idx        INTEGER NOT NULL,
-                lower_key  TEXT,                   -- JSON, exclusive; NULL = open
-                upper_key  TEXT,                   -- JSON, inclusive; NULL = open
-                done       INTEGER NOT NULL DEFAULT 0,
-                rows       INTEGER NOT NULL DEFAULT 0,
+                task       {key} NOT NULL REFERENCES tasks(name) ON DELETE CASCADE,
+                tbl        {key} NOT NULL,      -- source 'db.table'
+                idx        {int} NOT NULL,
+                lower_key  {text},              -- JSON, exclusive; NULL = open
+                upper_key  {text},              -- JSON, inclusive; NULL = open
+                done       {int} NOT NULL DEFAULT 0,
+                "rows"     {int} NOT NULL DEFAULT 0,
                 PRIMARY KEY (task, tbl, idx)
             )""",
             """CREATE TABLE copy_conflicts (
-                id         INTEGER PRIMARY KEY AUTOINCREMENT,
-                task       TEXT NOT NULL REFERENCES tasks(name) ON DELETE CASCADE,
-                tbl        TEXT NOT NULL,
-                key        TEXT NOT NULL,          -- JSON
-                detail     TEXT NOT NULL
+                id         {id},
+                task       {key} NOT NULL REFERENCES tasks(name) ON DELETE CASCADE,
+                tbl        {key} NOT NULL,
+                "key"      {text} NOT NULL,     -- JSON
+                detail     {text} NOT NULL
             )""",
         ),
     ),
@@ -92,28 +137,28 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             # A runner owns a task while its lease lasts (renewed every few seconds),
             # so a second process cannot run it too, and a task whose runner died is
             # found (expired lease, or a dead pid on this host) and resumed.
-            "ALTER TABLE tasks ADD COLUMN owner TEXT",
-            "ALTER TABLE tasks ADD COLUMN lease_until REAL",
+            "ALTER TABLE tasks ADD COLUMN owner {text}",
+            "ALTER TABLE tasks ADD COLUMN lease_until {real}",
             # what was asked of the runner in another process ('pause'); it polls this
-            "ALTER TABLE tasks ADD COLUMN request TEXT",
+            "ALTER TABLE tasks ADD COLUMN request {text}",
             # why the task failed, shown until it starts again
-            "ALTER TABLE tasks ADD COLUMN error TEXT",
+            "ALTER TABLE tasks ADD COLUMN error {text}",
             # the states the old versions wrote, mapped into the lifecycle
             "UPDATE tasks SET state = 'paused' WHERE state = 'stopped'",
             """CREATE TABLE prechecks (
-                task       TEXT NOT NULL REFERENCES tasks(name) ON DELETE CASCADE,
-                seq        INTEGER NOT NULL,       -- order of the items in the last run
-                name       TEXT NOT NULL,
-                status     TEXT NOT NULL,          -- pass, warn, fail
-                detail     TEXT NOT NULL,
-                at         REAL NOT NULL,
+                task       {key} NOT NULL REFERENCES tasks(name) ON DELETE CASCADE,
+                seq        {int} NOT NULL,      -- order of the items in the last run
+                name       {key} NOT NULL,
+                status     {text} NOT NULL,     -- pass, warn, fail
+                detail     {text} NOT NULL,
+                at         {real} NOT NULL,
                 PRIMARY KEY (task, name)
             )""",
             """CREATE TABLE precheck_skips (
-                task       TEXT NOT NULL REFERENCES tasks(name) ON DELETE CASCADE,
-                name       TEXT NOT NULL,
-                at         REAL NOT NULL,
-                detail     TEXT NOT NULL,          -- the failure that was skipped
+                task       {key} NOT NULL REFERENCES tasks(name) ON DELETE CASCADE,
+                name       {key} NOT NULL,
+                at         {real} NOT NULL,
+                detail     {text} NOT NULL,     -- the failure that was skipped
                 PRIMARY KEY (task, name)
             )""",
         ),
@@ -124,15 +169,15 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
         (
             # the current streak of retried failures (0 attempts: healthy), shown by
             # every process that reads the store (task show, the API, /metrics)
-            "ALTER TABLE tasks ADD COLUMN retry_attempts INTEGER NOT NULL DEFAULT 0",
-            "ALTER TABLE tasks ADD COLUMN retry_since REAL",
-            "ALTER TABLE tasks ADD COLUMN retry_next REAL",
-            "ALTER TABLE tasks ADD COLUMN retry_error TEXT",
+            "ALTER TABLE tasks ADD COLUMN retry_attempts {int} NOT NULL DEFAULT 0",
+            "ALTER TABLE tasks ADD COLUMN retry_since {real}",
+            "ALTER TABLE tasks ADD COLUMN retry_next {real}",
+            "ALTER TABLE tasks ADD COLUMN retry_error {text}",
             # every retry ever made, and when the last error (retried or not) happened
-            "ALTER TABLE tasks ADD COLUMN retries_total INTEGER NOT NULL DEFAULT 0",
-            "ALTER TABLE tasks ADD COLUMN last_error_at REAL",
+            "ALTER TABLE tasks ADD COLUMN retries_total {int} NOT NULL DEFAULT 0",
+            "ALTER TABLE tasks ADD COLUMN last_error_at {real}",
             # state: a lifecycle move; note: an annotation; retry / recovered: healing
-            "ALTER TABLE task_events ADD COLUMN kind TEXT NOT NULL DEFAULT 'state'",
+            "ALTER TABLE task_events ADD COLUMN kind {text} NOT NULL DEFAULT 'state'",
             "UPDATE task_events SET kind = 'note' WHERE from_state = to_state",
         ),
     ),
@@ -205,75 +250,80 @@ class TaskEvent:
 
 
 class MetadataStore:
-    """Access to one metadata file, safe to share between threads.
+    """Access to one metadata store, safe to share between threads.
 
-    Every thread gets a SQLite connection of its own, opened on first use (a sqlite3
-    connection must not be used by two threads at once, and the API serves requests
-    on a pool of threads). The file is in WAL mode, so readers never wait for the
-    writer, and every connection waits up to ``BUSY_SECONDS`` for the write lock
-    instead of failing with "database is locked". Writes are short transactions
-    (``BEGIN IMMEDIATE``), so that wait is milliseconds in practice.
+    *location* is a SQLite file (a ``Path``, or a ``str`` without ``://``) or the
+    URL of a server database (``StoreLocation``, see ``parse_store``). Every thread
+    gets a connection of its own, opened on first use (the API serves requests on a
+    pool of threads). A connection that broke (the server restarted, the link was
+    cut) is dropped after raising ``StoreUnavailable``, and the thread's next call
+    opens a new one.
+
+    SQLite: the file is in WAL mode, so readers never wait for the writer, and every
+    connection waits up to ``BUSY_SECONDS`` for the write lock instead of failing
+    with "database is locked". On a server, writers wait as long for row locks.
+    Writes are short transactions, so that wait is milliseconds in practice. A
+    method that checks before it writes does so inside its transaction, or in the
+    UPDATE's own WHERE (``set_state``, ``claim``): what another process changed
+    in between is never overwritten.
 
     ``close`` closes every connection the store opened; call it once no other
     thread uses the store (at shutdown). A later use opens a new connection.
     """
 
-    #: seconds a writer waits for the write lock before SQLite gives up
-    BUSY_SECONDS = 30.0
+    #: seconds a writer waits for a lock before the store gives up (the figure
+    #: every backend uses is ``store_backends.BUSY_SECONDS``; this is its name here)
+    BUSY_SECONDS = BUSY_SECONDS
 
-    def __init__(self, path: Path) -> None:
-        self.path = path.expanduser()
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._opened: list[sqlite3.Connection] = []
+    def __init__(self, location: StoreLocation) -> None:
+        self._location = location
+        self._backend = open_backend(location)
+        self._connections = ThreadConnections(self._backend)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            first = self._db
-            # task specs hold passwords: the file is its owner's only
-            with contextlib.suppress(PermissionError):  # another user's file: theirs to set
-                self.path.chmod(0o600)
-            first.execute("PRAGMA journal_mode = WAL")
+            self._backend.setup(self._db)
             self.migrate()
-        except (OSError, sqlite3.Error) as exc:
+        except StoreUnavailable:
             self.close()
-            raise ConfigError(f"cannot open metadata store {self.path}: {exc}") from None
+            raise
+        except (OSError, FatalError) as exc:
+            self.close()
+            text = exc.message if isinstance(exc, FatalError) else str(exc)
+            raise ConfigError(f"cannot open metadata store {self.display}: {text}") from None
         except BaseException:
             self.close()
             raise
 
     @property
-    def _db(self) -> sqlite3.Connection:
+    def display(self) -> str:
+        """How the store is named in messages: the file, or the URL without its
+        password (``mariadb://root@127.0.0.1:3306/duosync``)."""
+        return self._backend.display
+
+    @property
+    def location(self) -> StoreLocation:
+        """What the store was opened with, to open it again (in another thread's
+        ``MetadataStore``): a URL keeps its password, so never show it."""
+        return self._location
+
+    @property
+    def path(self) -> Path:
+        """The SQLite file (``AttributeError`` for a store on a server: name it by
+        ``display``, open it again by ``location``)."""
+        if isinstance(self._backend, SQLiteBackend):
+            return self._backend.path
+        raise AttributeError(f"the metadata store {self.display} is a server database, not a file")
+
+    @property
+    def _db(self) -> StoreConnection:
         """This thread's connection (opened on its first use)."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None:
-            return conn
-        try:
-            # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a migration's
-            # DDL and its version bump are one transaction. check_same_thread=False
-            # only lets ``close`` (at shutdown) close it: no other thread uses it.
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, timeout=self.BUSY_SECONDS, check_same_thread=False
-            )
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute(f"PRAGMA busy_timeout = {int(self.BUSY_SECONDS * 1000)}")
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"cannot open metadata store {self.path}: {exc}") from None
-        with self._lock:
-            self._opened.append(conn)
-        self._local.conn = conn
-        return conn
+        return self._connections.get()
 
     @classmethod
     def in_home(cls, home: Path) -> MetadataStore:
         return cls(home / DB_FILE)
 
     def close(self) -> None:
-        with self._lock:
-            opened, self._opened = self._opened, []
-        for conn in opened:
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
-        self._local = threading.local()
+        self._connections.close_all()
 
     def __enter__(self) -> MetadataStore:
         return self
@@ -281,44 +331,64 @@ class MetadataStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def __repr__(self) -> str:
+        return f"MetadataStore({self.display!r})"
+
     @property
     def version(self) -> int:
-        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        return self._backend.read_version(self._db)
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def _transaction(self) -> Iterator[StoreConnection]:
+        with self._db.transaction() as db:
+            yield db
 
     def migrate(self) -> list[int]:
-        """Bring the file to ``LATEST_VERSION``; return the versions applied."""
-        current = self.version
-        if current > LATEST_VERSION:
-            raise ConfigError(
-                f"metadata store {self.path} has schema version {current}, newer than this"
-                f" duosync understands ({LATEST_VERSION})",
-                hint="upgrade duosync or point --home elsewhere",
-            )
-        applied = []
-        for version, _what, statements in MIGRATIONS:
-            if version <= current:
-                continue
-            with self._transaction() as db:
-                # another connection (a thread of the service) may have applied it
-                # since we looked: the write lock we now hold makes this read exact
-                if self.version >= version:
+        """Bring the store to ``LATEST_VERSION``; return the versions applied.
+
+        Safe when several processes (or threads) start at once: every step runs
+        under a lock (SQLite's write lock; PostgreSQL's advisory lock of the
+        transaction; on MariaDB/MySQL a named lock held across the migration, as
+        DDL commits there) and reads the version again once it holds it.
+
+        A step and its version bump commit together on SQLite and PostgreSQL. On
+        MariaDB/MySQL each DDL statement commits by itself, so a crash in the
+        middle of a step can leave it half applied at the old version; the next
+        ``migrate`` runs the step again and skips the tables, columns and indexes
+        that exist already, so it completes it.
+        """
+        db = self._db
+        with self._backend.migration_lock(db):
+            current = self._current_version(db)
+            if current > LATEST_VERSION:
+                raise ConfigError(
+                    f"metadata store {self.display} has schema version {current}, newer than"
+                    f" this duosync understands ({LATEST_VERSION})",
+                    hint="upgrade duosync or point --home elsewhere",
+                )
+            applied = []
+            for version, _what, statements in MIGRATIONS:
+                if version <= current:
                     continue
-                for sql in statements:
-                    db.execute(sql)
-                # PRAGMA takes no bound parameters; version is our own integer constant.
-                db.execute(f"PRAGMA user_version = {int(version)}")
-            applied.append(version)
+                with db.transaction():
+                    self._backend.prepare_migration(db)
+                    # another process may have applied it since we looked: the lock
+                    # we now hold makes this read exact
+                    if self._backend.read_version(db) >= version:
+                        continue
+                    for sql in statements:
+                        db.migration_statement(sql)
+                    self._backend.write_version(db, version)
+                applied.append(version)
         return applied
+
+    def _current_version(self, db: StoreConnection) -> int:
+        if isinstance(self._backend, SQLiteBackend):
+            # no transaction: opening a file must not wait for its writer
+            return self._backend.read_version(db)
+        with db.transaction():
+            self._backend.prepare_migration(db)
+            return self._backend.read_version(db)
 
     # -- tasks ---------------------------------------------------------------------
 
@@ -333,7 +403,7 @@ class MetadataStore:
                     " VALUES (?, ?, ?, ?, ?)",
                     (name, json.dumps(spec, sort_keys=True), state.value, now, now),
                 )
-            except sqlite3.IntegrityError:
+            except IntegrityViolation:
                 raise TaskExists(f"a task named {name!r} already exists", task=name) from None
             db.execute(
                 "INSERT INTO task_events (task, at, from_state, to_state) VALUES (?, ?, NULL, ?)",
@@ -377,17 +447,19 @@ class MetadataStore:
         self, name: str, expected: State, new: State, detail: str = "", action: str = ""
     ) -> None:
         """Move *name* from *expected* to *new*: the lifecycle (``states``) decides
-        legality, and no concurrent writer may have moved it in between. Entering
-        failed records *detail* as the task's error; leaving it clears it."""
+        legality, and no concurrent writer may have moved it in between (the UPDATE
+        matches the row only in *expected*: of two processes making the same move,
+        one wins, the other gets ``FatalError``). Entering failed records *detail*
+        as the task's error; leaving it clears it."""
         states.check(name, expected, new, action)
         now = time.time()
         error = detail if new is State.FAILED else None
         with self._transaction() as db:
             cur = db.execute(
                 "UPDATE tasks SET state = ?, updated_at = ?, error = ?,"
-                " last_error_at = CASE WHEN ? IS NULL THEN last_error_at ELSE ? END"
+                " last_error_at = COALESCE(?, last_error_at)"
                 " WHERE name = ? AND state = ?",
-                (new.value, now, error, error, now, name, expected.value),
+                (new.value, now, error, None if error is None else now, name, expected.value),
             )
             if cur.rowcount != 1:
                 actual = db.execute("SELECT state FROM tasks WHERE name = ?", (name,)).fetchone()
@@ -406,12 +478,19 @@ class MetadataStore:
 
     def history(self, name: str, limit: int | None = None) -> list[TaskEvent]:
         """The task's events, oldest first (the last *limit* of them)."""
-        rows = self._db.execute(
-            "SELECT at, from_state, to_state, detail, kind FROM ("
-            " SELECT id, at, from_state, to_state, detail, kind FROM task_events"
-            " WHERE task = ? ORDER BY id DESC LIMIT ?) ORDER BY id",
-            (name, -1 if limit is None else limit),
-        ).fetchall()
+        if limit is None:
+            rows = self._db.execute(
+                "SELECT at, from_state, to_state, detail, kind FROM task_events"
+                " WHERE task = ? ORDER BY id",
+                (name,),
+            ).fetchall()
+        else:
+            rows = self._db.execute(
+                "SELECT at, from_state, to_state, detail, kind FROM ("
+                " SELECT id, at, from_state, to_state, detail, kind FROM task_events"
+                " WHERE task = ? ORDER BY id DESC LIMIT ?) AS recent ORDER BY id",
+                (name, limit),
+            ).fetchall()
         return [TaskEvent(*r) for r in rows]
 
     def note(self, name: str, detail: str, kind: str = "note") -> None:
@@ -430,7 +509,8 @@ class MetadataStore:
         self, name: str, attempts: int, since: float, next_at: float, error: str
     ) -> None:
         """The task failed with a retriable error and tries again at *next_at*:
-        the streak's figures on the task, and a ``retry`` event."""
+        the streak's figures on the task, and a ``retry`` event (its state read
+        after the UPDATE locked the row, so it is the state the event is in)."""
         now = time.time()
         with self._transaction() as db:
             db.execute(
@@ -440,6 +520,8 @@ class MetadataStore:
                 (attempts, since, next_at, error, now, name),
             )
             state = db.execute("SELECT state FROM tasks WHERE name = ?", (name,)).fetchone()
+            if state is None:
+                raise TaskNotFound(f"no task named {name!r}", task=name)
             db.execute(
                 "INSERT INTO task_events (task, at, from_state, to_state, detail, kind)"
                 " VALUES (?, ?, ?, ?, ?, 'retry')",
@@ -455,12 +537,7 @@ class MetadataStore:
 
     def record_recovered(self, name: str, detail: str) -> None:
         """The task shows progress again after a streak: healthy, and an event."""
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE tasks SET retry_attempts = 0, retry_since = NULL, retry_next = NULL,"
-                " retry_error = NULL WHERE name = ?",
-                (name,),
-            )
+        self.clear_retry(name)
         self.note(name, detail, "recovered")
 
     def clear_retry(self, name: str) -> None:
@@ -480,7 +557,9 @@ class MetadataStore:
 
     def claim(self, name: str, owner: str, seconds: float, stale: str | None = None) -> bool:
         """Take (or renew) the task's lease for *owner*: free, expired, already ours,
-        or held by *stale* (an owner known dead). Whether we hold it now."""
+        or held by *stale* (an owner known dead). Whether we hold it now. The test
+        is the UPDATE's WHERE, evaluated on the row locked: of two owners claiming
+        at once, one gets it."""
         now = time.time()
         with self._transaction() as db:
             cur = db.execute(
@@ -526,9 +605,9 @@ class MetadataStore:
     def skip_precheck(self, name: str, item: str, detail: str) -> None:
         with self._transaction() as db:
             db.execute(
-                "INSERT INTO precheck_skips (task, name, at, detail) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (task, name) DO UPDATE SET at = excluded.at,"
-                " detail = excluded.detail",
+                self._backend.upsert(
+                    "precheck_skips", ("task", "name", "at", "detail"), ("task", "name")
+                ),
                 (name, item, time.time(), detail),
             )
 
@@ -544,12 +623,14 @@ class MetadataStore:
         with self._transaction() as db:
             try:
                 db.execute(
-                    "INSERT INTO checkpoints (task, stream, position, updated_at)"
-                    " VALUES (?, ?, ?, ?) ON CONFLICT (task, stream) DO UPDATE"
-                    " SET position = excluded.position, updated_at = excluded.updated_at",
+                    self._backend.upsert(
+                        "checkpoints",
+                        ("task", "stream", "position", "updated_at"),
+                        ("task", "stream"),
+                    ),
                     (task, stream, json.dumps(position, sort_keys=True), time.time()),
                 )
-            except sqlite3.IntegrityError:
+            except IntegrityViolation:
                 raise ConfigError(f"no task named {task!r}", task=task) from None
 
     def load_checkpoint(self, task: str, stream: str) -> dict[str, Any] | None:
@@ -563,17 +644,17 @@ class MetadataStore:
     def chunk_plan(self, task: str, table: str) -> list[tuple[int, Any, Any, bool, int]]:
         """(index, lower, upper, done, rows) of a table's chunks; empty if not planned."""
         rows = self._db.execute(
-            "SELECT idx, lower_key, upper_key, done, rows FROM chunks"
+            'SELECT idx, lower_key, upper_key, done, "rows" FROM chunks'
             " WHERE task = ? AND tbl = ? ORDER BY idx",
             (task, table),
         ).fetchall()
         return [
             (
-                r[0],
+                int(r[0]),
                 json.loads(r[1]) if r[1] else None,
                 json.loads(r[2]) if r[2] else None,
                 bool(r[3]),
-                r[4],
+                int(r[4]),
             )
             for r in rows
         ]
@@ -604,19 +685,19 @@ class MetadataStore:
     def mark_chunk_done(self, task: str, table: str, index: int, rows: int) -> None:
         with self._transaction() as db:
             db.execute(
-                "UPDATE chunks SET done = 1, rows = ? WHERE task = ? AND tbl = ? AND idx = ?",
+                'UPDATE chunks SET done = 1, "rows" = ? WHERE task = ? AND tbl = ? AND idx = ?',
                 (rows, task, table, index),
             )
 
     def record_copy_conflict(self, task: str, table: str, key: Any, detail: str) -> None:
         with self._transaction() as db:
             db.execute(
-                "INSERT INTO copy_conflicts (task, tbl, key, detail) VALUES (?, ?, ?, ?)",
+                'INSERT INTO copy_conflicts (task, tbl, "key", detail) VALUES (?, ?, ?, ?)',
                 (task, table, json.dumps(key), detail),
             )
 
     def copy_conflicts(self, task: str) -> list[tuple[str, Any, str]]:
         rows = self._db.execute(
-            "SELECT tbl, key, detail FROM copy_conflicts WHERE task = ? ORDER BY id", (task,)
+            'SELECT tbl, "key", detail FROM copy_conflicts WHERE task = ? ORDER BY id', (task,)
         ).fetchall()
         return [(r[0], json.loads(r[1]), r[2]) for r in rows]

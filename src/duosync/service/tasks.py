@@ -287,7 +287,7 @@ def run_foreground(
         )
     elif record.state in ACTIVE and owner_dead(record.owner):
         say(f"task {name}: its runner {record.owner} is gone; resuming")
-    run = TaskRun(store.path, name, say, prechecks, pause_on_stop=True)
+    run = TaskRun(store.location, name, say, prechecks, pause_on_stop=True)
     if live is not None:
         run.live = live
     if stop is not None:

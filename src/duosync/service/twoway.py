@@ -36,6 +36,7 @@ from duosync.spec import (
     TaskSpec,
     Topology,
 )
+from duosync.sync.checkpoint import Tenure
 from duosync.sync.runner import SyncStats, run_incremental
 
 Say = Callable[[str], None]
@@ -110,9 +111,11 @@ def run_reverse(
     *,
     stats: SyncStats | None = None,
     live: Live | None = None,
+    tenure: Tenure | None = None,
 ) -> SyncStats:
     """Run (start or resume) the reverse task of *forward*, stored and made active
-    by the task service, and sync until *stop*."""
+    by the task service, and sync until *stop*; *tenure* fences its commits in a
+    cluster (``sync.checkpoint``)."""
     check_forward(forward, store)
     with open_inspector(forward.source) as insp:
         catalog = insp.catalog(forward.select.candidate_databases(insp.list_databases()))
@@ -176,6 +179,7 @@ def run_reverse(
         stats=live.sync,
         opposite=forward.name,
         ddl=False,
+        tenure=tenure,
     )
 
 

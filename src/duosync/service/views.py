@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from duosync.config import Endpoint
-from duosync.service.live import Live
+from duosync.service.live import Figures
 from duosync.service.runner import runnable
 from duosync.service.states import ACTIVE, State
 from duosync.service.store import MetadataStore, TaskRecord
@@ -32,7 +32,7 @@ def _display(endpoint: Any) -> str:
         return "?"
 
 
-def task_summary(store: MetadataStore, record: TaskRecord, live: Live | None) -> dict[str, Any]:
+def task_summary(store: MetadataStore, record: TaskRecord, live: Figures | None) -> dict[str, Any]:
     spec = record.spec
     two_way = spec.get("topology") == "two-way"
     reverse_name = f"{record.name}{REVERSE_SUFFIX}"
@@ -82,7 +82,7 @@ def health(record: TaskRecord) -> dict[str, Any]:
     }
 
 
-def task_detail(store: MetadataStore, record: TaskRecord, live: Live | None) -> dict[str, Any]:
+def task_detail(store: MetadataStore, record: TaskRecord, live: Figures | None) -> dict[str, Any]:
     out = task_summary(store, record, live)
     if live is not None:
         out["progress"] = live.snapshot(chart=True)

@@ -36,7 +36,7 @@ from typing import Any
 import pymysql
 from pymysql.connections import Connection
 
-from duosync.config import Endpoint
+from duosync.config import Endpoint, Flavor
 from duosync.core.events import Op
 from duosync.core.positions import Position
 from duosync.endpoints.mysql.connection import last_statement, translate
@@ -70,9 +70,12 @@ class Applier:
         partitions: int,
         policy: ConflictPolicy = ConflictPolicy.OVERWRITE,
         on_data_error: OnDataError = OnDataError.STOP,
+        tenure: checkpoint.Tenure | None = None,
     ) -> None:
         self.target = target
         self.task = task
+        #: the cluster assignment this run holds (``sync.checkpoint``); None: one node
+        self.tenure = tenure
         self.partitions = partitions
         self.policy = policy
         self.on_data_error = on_data_error
@@ -82,6 +85,8 @@ class Applier:
                 conn = text_connect(target, timeout=APPLY_TIMEOUT)
                 with conn.cursor() as cur:
                     cur.execute("SET SESSION foreign_key_checks = 0")
+                    if tenure is not None:
+                        _limit_idle_transactions(cur, target)
                 self.conns.append(conn)
         except BaseException:
             self.close()
@@ -90,7 +95,9 @@ class Applier:
 
     def prepare(self, start: Position, incarnation: str) -> list[Position]:
         try:
-            return checkpoint.prepare(self.conns[0], self.task, incarnation, self.partitions, start)
+            return checkpoint.prepare(
+                self.conns[0], self.task, incarnation, self.partitions, start, self.tenure
+            )
         except pymysql.err.MySQLError as exc:
             raise translate(exc, self.target) from None
 
@@ -156,7 +163,8 @@ class Applier:
         conflicts: list[conflict_log.Conflict],
     ) -> None:
         conflict_log.record(cur, self.task, conflicts, position, batch.last_commit_ts)
-        checkpoint.advance(cur, self.task, p, position, batch.last_commit_ts)
+        checkpoint.advance(cur, self.task, p, position, batch.last_commit_ts, self.tenure)
+        checkpoint.confirm(self.tenure, self.task, position)
         cur.execute("COMMIT")
 
     def _error(
@@ -233,6 +241,22 @@ class Applier:
             with contextlib.suppress(Exception):
                 conn.close()
         self.conns = []
+
+
+#: seconds a cluster run's transaction may sit idle on the target before the server
+#: rolls it back. Ours send their statements back to back, so an idle one belongs to
+#: a node that is paused or cut off; ended, it releases the row locks that would
+#: hold up the node the task failed over to (``sync.checkpoint.fence``).
+IDLE_TRANSACTION_TIMEOUT = 5
+
+
+def _limit_idle_transactions(cur: Any, target: Endpoint) -> None:
+    if target.flavor is Flavor.OCEANBASE:
+        cur.execute("SET SESSION ob_trx_idle_timeout = %s", (IDLE_TRANSACTION_TIMEOUT * 10**6,))
+    elif target.flavor is Flavor.MARIADB:
+        cur.execute("SET SESSION idle_transaction_timeout = %s", (IDLE_TRANSACTION_TIMEOUT,))
+    # MySQL has no such limit: there a paused node's transaction lasts until its
+    # connection dies, and the new node waits for those rows' locks until then.
 
 
 def _rollback(conn: Connection[Any]) -> None:

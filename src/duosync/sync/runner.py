@@ -30,6 +30,7 @@ from duosync.migrate.ratelimit import RateLimiter
 from duosync.spec import ConflictPolicy, TaskSpec
 from duosync.sync.applier import Applier
 from duosync.sync.batch import Batch
+from duosync.sync.checkpoint import Tenure
 from duosync.sync.ddl import SchemaSync
 from duosync.sync.heartbeat import SourceHeartbeat
 from duosync.sync.loopguard import LoopGuard
@@ -90,6 +91,7 @@ def run_incremental(
     checked_after: Position | None = None,
     opposite: str | None = None,
     ddl: bool = True,
+    tenure: Tenure | None = None,
 ) -> SyncStats:
     """Sync from *start* (first run of this *incarnation* of the task, see
     ``sync.checkpoint.prepare``) or the target's checkpoints until *stop* is set;
@@ -102,7 +104,8 @@ def run_incremental(
     idempotently, as every transaction is without a policy. With *opposite* (two-way
     sync), transactions carrying that task's marker are dropped. Without *ddl* (a
     reverse task), DDL is not applied, only noted so that rows map onto the tables
-    as they are now."""
+    as they are now. *tenure* is the cluster assignment the run holds: its commits
+    are fenced by it (``sync.checkpoint``; ``Fenced`` once a newer one exists)."""
     stats = stats if stats is not None else SyncStats()
     partitions = spec.options.write_concurrency
     mapper = Mapper(spec)
@@ -113,6 +116,7 @@ def run_incremental(
         partitions,
         policy or ConflictPolicy.OVERWRITE,
         on_data_error=spec.options.on_data_error,
+        tenure=tenure,
     )
     if policy is None:
         checked_after = None

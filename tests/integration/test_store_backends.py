@@ -1,0 +1,531 @@
+"""The metadata store on server databases (MariaDB, PostgreSQL), as a cluster uses it.
+
+Every behaviour test of ``tests/unit/test_store.py`` runs again here on each server;
+then what only a shared server store has: several processes (two ``MetadataStore``
+objects on one database) racing for the same row, migrating at once, a killed
+connection or a restarted server, and passwords that never show. Each test works in
+a database of its own, made and dropped here.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+import pymysql
+import pytest
+from fastapi.testclient import TestClient
+
+from duosync.api.app import create_app
+from duosync.config import Endpoint
+from duosync.errors import ConfigError, FatalError, RetriableError
+from duosync.sandbox import POSTGRES, Sandbox
+from duosync.service import store_backends
+from duosync.service.states import State
+from duosync.service.store import (
+    LATEST_VERSION,
+    MetadataStore,
+    StoreUnavailable,
+    TaskExists,
+)
+from tests.faults import kill9, restart
+from tests.helpers import query, run_sql
+from tests.unit.test_store import BEHAVIOUR, Check
+
+pytestmark = pytest.mark.integration
+
+SECRET = "St0re-Secret-pw"
+
+
+class StoreServer:
+    """A server holding the tests' stores: databases made, dropped and disturbed
+    by the test, through plain admin connections (never the code under test)."""
+
+    scheme: str
+
+    def url(self, database: str, user: str | None = None, password: str | None = None) -> str:
+        raise NotImplementedError
+
+    def create(self, database: str) -> None:
+        raise NotImplementedError
+
+    def drop(self, database: str) -> None:
+        raise NotImplementedError
+
+    def sql(self, database: str, statements: list[str]) -> None:
+        raise NotImplementedError
+
+    def rows(self, database: str, sql: str) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def kill_connections(self, database: str) -> int:
+        """End every session on *database* (as a DBA, or a failover, would); return
+        once they are gone, with how many there were."""
+        raise NotImplementedError
+
+
+@dataclass
+class MariaDBServer(StoreServer):
+    endpoint: Endpoint
+    scheme = "mariadb"
+
+    def url(self, database: str, user: str | None = None, password: str | None = None) -> str:
+        auth = user or "root"
+        if password is not None:
+            auth += f":{password}"
+        return f"mariadb://{auth}@{self.endpoint.host}:{self.endpoint.port}/{database}"
+
+    def create(self, database: str) -> None:
+        run_sql(
+            self.endpoint,
+            [f"DROP DATABASE IF EXISTS `{database}`", f"CREATE DATABASE `{database}`"],
+        )
+
+    def drop(self, database: str) -> None:
+        run_sql(self.endpoint, [f"DROP DATABASE IF EXISTS `{database}`"])
+
+    def sql(self, database: str, statements: list[str]) -> None:
+        run_sql(self.endpoint, statements, database)
+
+    def rows(self, database: str, sql: str) -> list[tuple[Any, ...]]:
+        return query(self.endpoint, sql, database=database)
+
+    def kill_connections(self, database: str) -> int:
+        listed = "SELECT id FROM information_schema.processlist WHERE db = %s"
+        ids = [int(r[0]) for r in query(self.endpoint, listed, (database,))]
+        run_sql(self.endpoint, [f"KILL {i}" for i in ids])
+        _until(lambda: not query(self.endpoint, listed, (database,)))
+        return len(ids)
+
+
+@dataclass
+class PostgresServer(StoreServer):
+    admin_url: str
+    scheme = "postgresql"
+
+    def url(self, database: str, user: str | None = None, password: str | None = None) -> str:
+        parts = urlsplit(self.admin_url)
+        auth = user or parts.username or "postgres"
+        if password is not None:
+            auth += f":{password}"
+        return f"postgresql://{auth}@{parts.hostname}:{parts.port}/{database}"
+
+    def _admin(self, database: str | None = None) -> psycopg.Connection[Any]:
+        url = self.admin_url if database is None else self.url(database)
+        return psycopg.connect(url, autocommit=True)
+
+    def create(self, database: str) -> None:
+        with self._admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{database}"')
+
+    def drop(self, database: str) -> None:
+        with self._admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+    def sql(self, database: str, statements: list[str]) -> None:
+        with self._admin(database) as conn:
+            for statement in statements:
+                conn.execute(statement)
+
+    def rows(self, database: str, sql: str) -> list[tuple[Any, ...]]:
+        with self._admin(database) as conn:
+            return list(conn.execute(sql).fetchall())
+
+    def kill_connections(self, database: str) -> int:
+        listed = "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+        with self._admin() as conn:
+            pids = [int(r[0]) for r in conn.execute(listed, (database,)).fetchall()]
+            for pid in pids:
+                conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            _until(lambda: not conn.execute(listed, (database,)).fetchall())
+        return len(pids)
+
+
+def _until(done: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.fixture(params=["mariadb", "postgresql"])
+def server(request: pytest.FixtureRequest) -> StoreServer:
+    # asked for lazily: a run of the MariaDB tests alone starts no PostgreSQL
+    if request.param == "mariadb":
+        return MariaDBServer(request.getfixturevalue("mariadb1"))
+    return PostgresServer(request.getfixturevalue("postgres"))
+
+
+@pytest.fixture
+def database(server: StoreServer, request: pytest.FixtureRequest) -> Iterator[str]:
+    """An empty database named after the test; dropped afterwards (close the
+    test's stores first: PostgreSQL drops no database in use)."""
+    node = request.node.name
+    base = re.sub(r"[^a-z0-9_]", "_", node.lower())[:48]
+    name = f"st_{base}_{zlib.crc32(node.encode()):08x}"
+    server.create(name)
+    yield name
+    server.drop(name)
+
+
+@pytest.fixture
+def store_url(server: StoreServer, database: str) -> str:
+    return server.url(database)
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[MetadataStore]:
+    with MetadataStore(store_url) as s:
+        yield s
+
+
+def _race(*calls: Callable[[], Any]) -> list[Any]:
+    """Run *calls* at once, one thread each; what each returned or raised."""
+    start = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        start.wait()
+        try:
+            results[i] = calls[i]()
+        except BaseException as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results
+
+
+# -- the store's contract, on each server ---------------------------------------------
+
+
+@pytest.mark.parametrize("check", BEHAVIOUR, ids=[c.__name__ for c in BEHAVIOUR])
+def test_behaviour(store: MetadataStore, check: Check) -> None:
+    check(store)
+
+
+# -- schema ---------------------------------------------------------------------------
+
+
+def test_schema_version_is_kept_in_a_table(
+    server: StoreServer, database: str, store: MetadataStore
+) -> None:
+    assert store.version == LATEST_VERSION
+    assert store.migrate() == []
+    rows = server.rows(database, "SELECT version FROM duosync_store_version")
+    assert rows == [(LATEST_VERSION,)]
+    store.close()
+    with MetadataStore(server.url(database)) as again:
+        assert again.migrate() == []
+
+
+def test_naming_a_server_store(server: StoreServer, database: str, store: MetadataStore) -> None:
+    url = server.url(database)
+    assert store.display == url  # no password in it to hide
+    assert store.location == url
+    assert repr(store) == f"MetadataStore({url!r})"
+    with pytest.raises(AttributeError, match="server database"):
+        _ = store.path
+
+
+def test_newer_store_is_refused(server: StoreServer, database: str) -> None:
+    with MetadataStore(server.url(database)):
+        pass
+    server.sql(database, [f"UPDATE duosync_store_version SET version = {LATEST_VERSION + 1}"])
+    with pytest.raises(ConfigError, match=f"schema version {LATEST_VERSION + 1}") as info:
+        MetadataStore(server.url(database))
+    assert server.url(database) in str(info.value)
+    rows = server.rows(database, "SELECT version FROM duosync_store_version")
+    assert rows == [(LATEST_VERSION + 1,)]
+
+
+def test_concurrent_first_opens_migrate_once(server: StoreServer, database: str) -> None:
+    """Several nodes starting at once on an empty store database: one migrates,
+    the others wait for it and find the schema done."""
+    url = server.url(database)
+
+    def open_and_close() -> int:
+        with MetadataStore(url) as s:
+            return s.version
+
+    assert _race(*[open_and_close] * 4) == [LATEST_VERSION] * 4
+    assert server.rows(database, "SELECT version FROM duosync_store_version") == [(LATEST_VERSION,)]
+    with MetadataStore(url) as s:
+        s.create_task("t", {})
+        assert len(s.history("t")) == 1
+
+
+def test_concurrent_migrate_calls(server: StoreServer, database: str) -> None:
+    with MetadataStore(server.url(database)) as a, MetadataStore(server.url(database)) as b:
+        assert _race(a.migrate, b.migrate, a.migrate) == [[], [], []]
+
+
+def test_a_half_applied_mariadb_step_is_completed(mariadb1: Endpoint) -> None:
+    """MariaDB commits each DDL statement: a crash inside a step leaves part of it
+    applied and the version before it. The next start runs the step again,
+    skipping what is there."""
+    maria = MariaDBServer(mariadb1)
+    name = "st_half_applied_step"
+    maria.create(name)
+    try:
+        with MetadataStore(maria.url(name)) as s:
+            s.create_task("t", {})
+        maria.sql(
+            name,
+            [
+                f"UPDATE duosync_store_version SET version = {LATEST_VERSION - 1}",
+                # the last step's first statements ran, the rest did not
+                "ALTER TABLE tasks DROP COLUMN last_error_at",
+                "ALTER TABLE task_events DROP COLUMN kind",
+            ],
+        )
+        with MetadataStore(maria.url(name)) as s:
+            assert s.version == LATEST_VERSION
+            s.record_retry("t", 1, 1.0, 2.0, "lost")
+            assert s.get_task("t").last_error_at is not None
+            assert [e.kind for e in s.history("t")] == ["state", "retry"]
+    finally:
+        maria.drop(name)
+
+
+# -- several processes on one store ---------------------------------------------------
+
+
+def test_two_processes_race_for_a_lease(store_url: str) -> None:
+    with MetadataStore(store_url) as a, MetadataStore(store_url) as b:
+        for i in range(10):
+            a.create_task(f"r{i}", {})
+            won = _race(
+                lambda i=i: a.claim(f"r{i}", "node-a", 60),
+                lambda i=i: b.claim(f"r{i}", "node-b", 60),
+            )
+            assert sorted(won) == [False, True], won
+            assert a.get_task(f"r{i}").owner == ("node-a" if won[0] else "node-b")
+
+
+def test_two_processes_race_for_a_state_move(store_url: str) -> None:
+    with MetadataStore(store_url) as a, MetadataStore(store_url) as b:
+        for i in range(10):
+            a.create_task(f"r{i}", {})
+
+            def move(s: MetadataStore, i: int = i) -> None:
+                s.set_state(f"r{i}", State.NOT_STARTED, State.PRECHECKING, f"by {id(s)}")
+
+            outcome = _race(lambda: move(a), lambda: move(b))
+            lost = [r for r in outcome if isinstance(r, BaseException)]
+            assert outcome.count(None) == 1 and len(lost) == 1, outcome
+            assert isinstance(lost[0], FatalError)
+            assert "another process changed it" in str(lost[0])
+            moves = [(e.from_state, e.to_state) for e in b.history(f"r{i}")]
+            assert moves == [(None, "not_started"), ("not_started", "prechecking")]
+
+
+def test_two_processes_create_the_same_task(store_url: str) -> None:
+    with MetadataStore(store_url) as a, MetadataStore(store_url) as b:
+        for i in range(5):
+            outcome = _race(
+                lambda i=i: a.create_task(f"r{i}", {"by": "a"}),
+                lambda i=i: b.create_task(f"r{i}", {"by": "b"}),
+            )
+            assert sum(isinstance(r, TaskExists) for r in outcome) == 1, outcome
+            assert len(a.history(f"r{i}")) == 1
+
+
+# -- faults ---------------------------------------------------------------------------
+
+
+def test_a_killed_connection_fails_once_then_reconnects(
+    server: StoreServer, database: str, store: MetadataStore
+) -> None:
+    store.create_task("t", {})
+    assert server.kill_connections(database) >= 1
+    with pytest.raises(StoreUnavailable) as info:
+        store.list_tasks()
+    assert isinstance(info.value, RetriableError)
+    assert store.display in str(info.value)
+    assert [t.name for t in store.list_tasks()] == ["t"]  # a new connection
+
+    # killed between two writes: the first fails (and is not half done), the next works
+    server.kill_connections(database)
+    with pytest.raises(StoreUnavailable):
+        store.set_state("t", State.NOT_STARTED, State.PRECHECKING)
+    assert store.get_task("t").state is State.NOT_STARTED
+    store.set_state("t", State.NOT_STARTED, State.PRECHECKING)
+    assert len(store.history("t")) == 2
+
+
+def test_a_lock_wait_is_unavailable(
+    server: StoreServer, database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer that holds the row too long (a stalled node): the store gives up
+    after its lock wait with StoreUnavailable, and works once the row is free."""
+    monkeypatch.setattr(store_backends, "BUSY_SECONDS", 1.0)
+    with MetadataStore(server.url(database)) as store:
+        store.create_task("t", {})
+        holder = _hold_row(server, database)
+        try:
+            with pytest.raises(StoreUnavailable):
+                store.set_request("t", "pause")
+        finally:
+            holder.release()
+        store.set_request("t", "pause")
+        assert store.get_task("t").request == "pause"
+
+
+class _RowHolder:
+    def __init__(self, release: Callable[[], None]) -> None:
+        self.release = release
+
+
+def _hold_row(server: StoreServer, database: str) -> _RowHolder:
+    """Another session locks task t's row in an open transaction."""
+    if isinstance(server, PostgresServer):
+        pg = psycopg.connect(server.url(database), autocommit=True)
+        pg.execute("BEGIN")
+        pg.execute("UPDATE tasks SET owner = 'holder' WHERE name = 't'")
+
+        def release_pg() -> None:
+            pg.execute("ROLLBACK")
+            pg.close()
+
+        return _RowHolder(release_pg)
+    assert isinstance(server, MariaDBServer)
+    ep = server.endpoint
+    my = pymysql.connect(host=ep.host, port=ep.port, user=ep.user, database=database)
+    with my.cursor() as cur:
+        cur.execute("BEGIN")
+        cur.execute("UPDATE tasks SET owner = 'holder' WHERE name = 't'")
+
+    def release_my() -> None:
+        my.rollback()
+        my.close()
+
+    return _RowHolder(release_my)
+
+
+def test_a_restarted_server_is_used_again(postgres_box: Sandbox, postgres: str) -> None:
+    pg = PostgresServer(postgres)
+    name = "st_restarted_server"
+    pg.create(name)
+    try:
+        with MetadataStore(pg.url(name)) as store:
+            store.create_task("t", {})
+            kill9(postgres_box, POSTGRES.name)
+            try:
+                with pytest.raises(StoreUnavailable):
+                    store.list_tasks()  # the connection it had
+                with pytest.raises(StoreUnavailable, match="unavailable"):
+                    store.list_tasks()  # no server to connect to
+            finally:
+                restart(postgres_box)
+            assert [t.name for t in store.list_tasks()] == ["t"]
+            store.set_request("t", "pause")
+    finally:
+        pg.drop(name)
+
+
+def test_unknown_database_is_a_config_error(server: StoreServer) -> None:
+    with pytest.raises(ConfigError, match="cannot open metadata store") as info:
+        MetadataStore(server.url("st_no_such_database"))
+    assert not isinstance(info.value, RetriableError)
+    assert info.value.hint is not None and "database" in info.value.hint
+
+
+def test_unreachable_server_is_unavailable() -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for scheme in ("mariadb", "postgresql"):
+        url = f"{scheme}://u:{SECRET}@127.0.0.1:{port}/duosync"
+        with pytest.raises(StoreUnavailable) as info:
+            MetadataStore(url)
+        assert f"{scheme}://u@127.0.0.1:{port}/duosync" in str(info.value)
+        assert SECRET not in str(info.value)
+
+
+# -- passwords ------------------------------------------------------------------------
+
+
+def test_password_is_never_shown(mariadb1: Endpoint) -> None:
+    maria = MariaDBServer(mariadb1)
+    name = "st_password_never_shown"
+    user = "duo_store_pw"
+    maria.create(name)
+    run_sql(
+        mariadb1,
+        [
+            f"DROP USER IF EXISTS '{user}'@'%'",
+            f"CREATE USER '{user}'@'%' IDENTIFIED BY '{SECRET}'",
+            f"GRANT ALL ON `{name}`.* TO '{user}'@'%'",
+        ],
+    )
+    try:
+        url = maria.url(name, user, SECRET)
+        with MetadataStore(url) as store:
+            store.create_task("t", {"source": {"password": "in the spec, as before"}})
+            shown = f"mariadb://{user}@{mariadb1.host}:{mariadb1.port}/{name}"
+            assert store.display == shown
+            assert SECRET not in repr(store)
+            maria.kill_connections(name)
+            with pytest.raises(StoreUnavailable) as lost:
+                store.list_tasks()
+            assert shown in str(lost.value) and SECRET not in str(lost.value)
+            assert store.get_task("t").spec["source"]["password"] == "in the spec, as before"
+        with pytest.raises(ConfigError) as denied:
+            MetadataStore(maria.url(name, user, SECRET + "-wrong"))
+        assert "Access denied" in str(denied.value)
+        assert SECRET not in str(denied.value)
+    finally:
+        run_sql(mariadb1, [f"DROP USER IF EXISTS '{user}'@'%'"])
+        maria.drop(name)
+
+
+def test_postgres_password_is_never_shown(postgres: str) -> None:
+    pg = PostgresServer(postgres)
+    name = "st_pg_password_never_shown"
+    pg.create(name)
+    try:
+        with MetadataStore(pg.url(name, password=SECRET)) as store:
+            assert store.display == pg.url(name)
+            assert SECRET not in repr(store)
+            pg.kill_connections(name)
+            with pytest.raises(StoreUnavailable) as lost:
+                store.list_tasks()
+            assert SECRET not in str(lost.value)
+    finally:
+        pg.drop(name)
+
+
+def test_the_api_answers_503_while_its_store_is_down(postgres_box: Sandbox, postgres: str) -> None:
+    pg = PostgresServer(postgres)
+    name = "st_api_store_down"
+    pg.create(name)
+    token = "store-test-token-0123456789"
+    try:
+        app = create_app(pg.url(name, password=SECRET), token)
+        with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as client:
+            assert client.get("/api/v1/tasks").json() == []
+            kill9(postgres_box, POSTGRES.name)
+            try:
+                down = client.get("/api/v1/tasks")
+                assert down.status_code == 503
+                assert down.headers["Retry-After"] == "1"
+                assert pg.url(name) in down.json()["error"]
+                assert SECRET not in down.text
+            finally:
+                restart(postgres_box)
+            assert client.get("/api/v1/tasks").status_code == 200
+    finally:
+        pg.drop(name)
