@@ -168,6 +168,7 @@ class Coordinator:
         self._state_changed.clear()
 
     def close(self) -> None:
+        self.zk.remove_listener(self._on_state)  # a session we end is no news
         with contextlib.suppress(KazooException, KazooTimeoutError):
             self.zk.stop()
         with contextlib.suppress(KazooException):
