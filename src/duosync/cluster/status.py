@@ -39,7 +39,7 @@ class ClusterStatus:
                 }
                 for n in self.nodes
             ],
-            # drained nodes that are not live (a drain outlives its node)
+            # every drain, including those of nodes no longer alive (a drain outlives its node)
             "drains": sorted(self.drains),
             "assignments": {
                 t: {"node": a.node, "epoch": a.epoch, "reason": a.reason, "at": a.at}

@@ -2,23 +2,29 @@
  *
  * Plain JavaScript, no build step, no third-party code. Every value that comes
  * from the API is put into the page with textContent or setAttribute (never as
- * HTML). The API token lives in sessionStorage only (this tab, this session).
+ * HTML). The toolkit (DOM helpers, formatting, token, API client, polling) is
+ * core.js; the create form is create.js; the cluster view and the cluster's parts
+ * of the pages are cluster.js.
  *
  * Routes (the URL hash):
  *   #/             task list
- *   #/new          create a task
+ *   #/new          create a task (create.js)
  *   #/tasks/NAME   one task (NAME is URL-encoded)
+ *   #/cluster      the cluster's nodes (cluster.js; only on a node of a cluster)
  *   #token=XYZ     given once: stored, then removed from the address bar
  */
 "use strict";
 
-(function () {
-  const TOKEN_KEY = "duosync.apiToken";
-  // The API lives next to /console/ (works behind a path prefix too).
-  const ROOT = window.location.pathname.replace(/\/console(\/.*)?$/, "");
-  const API = ROOT + "/api/v1";
-  const LIST_POLL_MS = 1500;
-  const DETAIL_POLL_MS = 1000;
+(function (ds) {
+  const {
+    API, LIST_POLL_MS, DETAIL_POLL_MS,
+    el, append, clear, setText, taskHref, taskUrl, stateBadge, field,
+    fmtInt, fmtRate, fmtBytes, fmtSeconds, fmtTime, fmtCountdown, fmtAgo, fmtClock, plural, fmtJson,
+    getToken, setToken, takeTokenFromHash,
+    ApiError, Unauthorized, api,
+    app, poll, stopPolling, generation,
+  } = ds;
+  const cluster = ds.cluster;
 
   const ACTION_LABELS = {
     start: "Start",
@@ -31,232 +37,7 @@
     release: "Release this task? It cannot be started again afterwards.",
   };
 
-  // ---------------------------------------------------------------- DOM helpers
-
-  /** Make an element: el("a", {href: "#/", "data-testid": "x"}, "text", child...). */
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(attrs || {})) {
-      if (value === null || value === undefined || value === false) continue;
-      if (key === "onclick" || key === "onsubmit" || key === "onchange") {
-        node.addEventListener(key.slice(2), value);
-      } else if (key === "text") {
-        node.textContent = String(value);
-      } else if (value === true) {
-        node.setAttribute(key, "");
-      } else {
-        node.setAttribute(key, String(value));
-      }
-    }
-    append(node, children);
-    return node;
-  }
-
-  function append(node, children) {
-    for (const child of children.flat()) {
-      if (child === null || child === undefined || child === false) continue;
-      node.appendChild(child instanceof Node ? child : document.createTextNode(String(child)));
-    }
-    return node;
-  }
-
-  function clear(node) {
-    while (node.firstChild) node.removeChild(node.firstChild);
-    return node;
-  }
-
-  function setText(node, value) {
-    const text = value === null || value === undefined ? "" : String(value);
-    if (node.textContent !== text) node.textContent = text;
-  }
-
-  function taskHref(name) {
-    return "#/tasks/" + encodeURIComponent(name);
-  }
-
-  function taskUrl(name, suffix) {
-    return API + "/tasks/" + encodeURIComponent(name) + (suffix || "");
-  }
-
-  // ------------------------------------------------------------------ formatting
-
-  function fmtInt(n) {
-    if (n === null || n === undefined) return "\u2014";
-    return Math.round(Number(n)).toLocaleString("en-US");
-  }
-
-  function fmtRate(n) {
-    if (n === null || n === undefined) return "\u2014";
-    return Number(n).toLocaleString("en-US", { maximumFractionDigits: 1 });
-  }
-
-  function fmtBytes(n) {
-    if (n === null || n === undefined) return "\u2014";
-    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let v = Number(n);
-    let i = 0;
-    while (v >= 1024 && i < units.length - 1) {
-      v /= 1024;
-      i += 1;
-    }
-    return (i === 0 ? String(Math.round(v)) : v.toFixed(1)) + " " + units[i];
-  }
-
-  function fmtSeconds(s) {
-    if (s === null || s === undefined) return "\u2014";
-    const v = Number(s);
-    if (v < 60) return v.toFixed(v < 10 ? 1 : 0) + " s";
-    const m = Math.floor(v / 60);
-    if (m < 60) return m + " min " + Math.round(v % 60) + " s";
-    return Math.floor(m / 60) + " h " + (m % 60) + " min";
-  }
-
-  function fmtTime(t) {
-    if (t === null || t === undefined || t === "") return "";
-    const d = typeof t === "number" ? new Date(t * 1000) : new Date(t);
-    return isNaN(d.getTime()) ? String(t) : d.toLocaleString();
-  }
-
-  /** A countdown to a Unix time: "in 12 s", "in 2 min 5 s", "now". */
-  function fmtCountdown(t) {
-    if (t === null || t === undefined) return "";
-    const left = Math.ceil(Number(t) - Date.now() / 1000);
-    if (left <= 0) return "now";
-    return "in " + (left < 60 ? left + " s" : fmtSeconds(left));
-  }
-
-  /** How long ago a Unix time was: "5 s", "3 min 2 s". */
-  function fmtAgo(t) {
-    if (t === null || t === undefined) return "";
-    return fmtSeconds(Math.max(0, Math.round(Date.now() / 1000 - Number(t))));
-  }
-
-  /** A Unix time as a local clock time (hours and minutes, and seconds if asked). */
-  function fmtClock(t, seconds) {
-    const opts = { hour: "2-digit", minute: "2-digit" };
-    if (seconds) opts.second = "2-digit";
-    return new Date(Number(t) * 1000).toLocaleTimeString([], opts);
-  }
-
-  function plural(n, one, many) {
-    return fmtInt(n) + " " + (Number(n) === 1 ? one : many);
-  }
-
-  function fmtJson(v) {
-    if (v === null || v === undefined) return "";
-    return typeof v === "string" ? v : JSON.stringify(v);
-  }
-
-  // ---------------------------------------------------------------------- token
-
-  function getToken() {
-    return sessionStorage.getItem(TOKEN_KEY) || "";
-  }
-
-  function setToken(token) {
-    if (token) sessionStorage.setItem(TOKEN_KEY, token);
-    else sessionStorage.removeItem(TOKEN_KEY);
-    document.getElementById("forget-token").hidden = !token;
-  }
-
-  /** Take #token=... (or #/route&token=...) from the address bar, once. */
-  function takeTokenFromHash() {
-    const hash = window.location.hash.replace(/^#/, "");
-    const m = hash.match(/(?:^|[&?])token=([^&]*)/);
-    if (!m) return;
-    setToken(decodeURIComponent(m[1]));
-    let rest = hash.replace(/(?:^|[&?])token=[^&]*/, "").replace(/^[&?]/, "");
-    if (!rest.startsWith("/")) rest = "/";
-    // replaceState: the token never stays in the address bar nor in the history
-    window.history.replaceState(null, "", window.location.pathname + window.location.search + "#" + rest);
-  }
-
-  // ------------------------------------------------------------------------ API
-
-  class ApiError extends Error {
-    constructor(status, body) {
-      super(apiMessage(status, body));
-      this.status = status;
-      this.body = body;
-    }
-  }
-
-  function apiMessage(status, body) {
-    if (body && typeof body === "object") {
-      const text = body.error || body.message || body.detail;
-      if (text) return typeof text === "string" ? text : JSON.stringify(text);
-    }
-    return "HTTP " + status;
-  }
-
-  class Unauthorized extends Error {}
-
-  async function api(method, url, body) {
-    const headers = { Authorization: "Bearer " + getToken(), Accept: "application/json" };
-    const init = { method, headers, cache: "no-store" };
-    if (body !== undefined) {
-      headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    let response;
-    try {
-      response = await fetch(url, init);
-    } catch (err) {
-      showConn("cannot reach the duosync service", true);
-      throw new ApiError(0, { error: "cannot reach the duosync service (" + err.message + ")" });
-    }
-    showConn("", false);
-    let data = null;
-    const text = await response.text();
-    if (text) {
-      try {
-        data = JSON.parse(text);
-      } catch (_e) {
-        data = { error: text.slice(0, 500) };
-      }
-    }
-    if (response.status === 401) {
-      setToken("");
-      showTokenForm("The API refused the token (" + apiMessage(401, data) + "). Enter a valid token.");
-      throw new Unauthorized("unauthorized");
-    }
-    if (!response.ok) throw new ApiError(response.status, data);
-    return data;
-  }
-
-  function showConn(text, bad) {
-    const node = document.getElementById("conn-status");
-    setText(node, text);
-    node.classList.toggle("bad", !!bad);
-  }
-
   // ------------------------------------------------------------------- routing
-
-  const app = () => document.getElementById("app");
-  let generation = 0; // bumped on every route change: stale polls stop themselves
-  let pollTimer = null;
-
-  function stopPolling() {
-    generation += 1;
-    if (pollTimer !== null) clearTimeout(pollTimer);
-    pollTimer = null;
-  }
-
-  /** Call *fn* now and every *ms* after it finished, until the route changes. */
-  function poll(fn, ms) {
-    const gen = generation;
-    const tick = async () => {
-      if (gen !== generation) return;
-      try {
-        await fn(() => gen !== generation);
-      } catch (err) {
-        if (err instanceof Unauthorized) return; // the token form is up: stop
-        console.error(err);
-      }
-      if (gen === generation) pollTimer = setTimeout(tick, ms);
-    };
-    tick();
-  }
 
   function route() {
     stopPolling();
@@ -266,12 +47,15 @@
       return;
     }
     document.getElementById("forget-token").hidden = false;
+    cluster.probe();
     const hash = window.location.hash.replace(/^#/, "") || "/";
     let m;
     if (hash === "/" || hash === "") {
       renderList();
     } else if (hash === "/new") {
-      renderCreate();
+      ds.create.render();
+    } else if (hash === "/cluster") {
+      cluster.renderView();
     } else if ((m = hash.match(/^\/tasks\/(.+)$/))) {
       let name;
       try {
@@ -318,6 +102,7 @@
     clear(app()).appendChild(form);
     input.focus();
   }
+  ds.onUnauthorized = showTokenForm; // the API client's answer to a 401
 
   // ----------------------------------------------------------------- task list
 
@@ -326,6 +111,7 @@
     const empty = el("p", { class: "muted", "data-testid": "no-tasks", hidden: true },
       "No tasks yet. ", el("a", { href: "#/new", text: "Create one" }), ".");
     const error = el("p", { class: "error", role: "alert", "data-testid": "list-error", hidden: true });
+    const head = el("tr", {});
     const view = el(
       "section",
       { class: "card", "data-testid": "task-list" },
@@ -334,12 +120,16 @@
         el("a", { href: "#/new", class: "button primary", "data-testid": "new-task", text: "New task" })),
       error,
       el("table", { class: "grid" },
-        el("thead", {}, el("tr", {},
-          ["Name", "State", "Health", "Source \u2192 target", "Rows/s", "Lag", "Actions"].map((h) => el("th", { scope: "col", text: h })))),
+        el("thead", {}, head),
         tbody),
       empty
     );
     clear(app()).appendChild(view);
+    // in a cluster (its tasks carry a node): a node column
+    const renderHead = (clustered) => append(clear(head),
+      ["Name", "State", "Health", clustered ? "Node" : null, "Source \u2192 target", "Rows/s", "Lag", "Actions"]
+        .filter(Boolean).map((h) => el("th", { scope: "col", text: h })));
+    renderHead(false);
 
     let last = "";
     poll(async (stale) => {
@@ -356,16 +146,18 @@
       }
       if (stale()) return;
       error.hidden = true;
-      const key = JSON.stringify(tasks);
+      const key = JSON.stringify([tasks, cluster.thisNode()]);
       if (key === last) return; // nothing changed: keep the DOM (and the focus) as is
       last = key;
       empty.hidden = tasks.length > 0;
+      const clustered = tasks.some((t) => "node" in t);
+      renderHead(clustered);
       clear(tbody);
-      for (const t of tasks) tbody.appendChild(taskRow(t, error));
+      for (const t of tasks) tbody.appendChild(taskRow(t, error, clustered));
     }, LIST_POLL_MS);
   }
 
-  function taskRow(t, errorNode) {
+  function taskRow(t, errorNode, clustered) {
     const p = t.progress || {};
     const actions = el("td", { class: "actions" });
     for (const a of t.actions || []) {
@@ -386,15 +178,12 @@
         t.kind === "two-way" ? el("span", { class: "tag", text: "two-way" }) : null),
       el("td", {}, stateBadge(t.state, "task-state"), t.error ? el("div", { class: "error small", text: t.error }) : null),
       el("td", {}, healthBadge(t, "task-health")),
+      clustered ? cluster.nodeCell(t) : null,
       el("td", { class: "endpoints" }, el("span", { text: t.source }), " \u2192 ", el("span", { text: t.target })),
       el("td", { class: "num", "data-testid": "rows-per-second" }, t.progress ? fmtRate(p.rows_per_second) : "\u2014"),
       el("td", { class: "num", "data-testid": "lag" }, t.progress ? fmtSeconds(p.lag_seconds) : "\u2014"),
       actions
     );
-  }
-
-  function stateBadge(state, testid) {
-    return el("span", { class: "state state-" + String(state).replace(/[^a-z_]/g, ""), "data-testid": testid, text: state });
   }
 
   // --------------------------------------------------------------------- health
@@ -430,13 +219,17 @@
     retry: "retry",
     recovered: "recovered",
     note: "note",
+    placement: "placement",
+    fenced: "fenced",
   };
 
   /** What a history event is, for the timeline: phase, failure, pause, retry,
-   * recovered or note (events without a kind, of older services: from the states). */
+   * recovered, note, or in a cluster placement (the leader put the task on a node,
+   * or found none) and fenced (a run that lost the task committed nothing). Events
+   * without a kind (of older services): from the states. */
   function eventCategory(h) {
     const kind = h.kind || (h.from && h.from === h.to ? "note" : "state");
-    if (kind === "retry" || kind === "recovered" || kind === "note") return kind;
+    if (["retry", "recovered", "note", "placement", "fenced"].includes(kind)) return kind;
     if (kind !== "state") return "note";
     if (h.to === "failed") return "failure";
     if (h.to === "paused") return "pause";
@@ -456,7 +249,8 @@
           el("span", { class: "tl-label", "data-testid": "history-kind", text: label }),
           move ? el("span", { class: "tl-move", "data-testid": "history-move" },
             h.from ? stateBadge(h.from, "history-from") : null, h.from ? " \u2192 " : null,
-            h.to ? stateBadge(h.to, "history-to") : null) : null),
+            h.to ? stateBadge(h.to, "history-to") : null) : null,
+          cat === "placement" ? cluster.timelineBadge(h) : null),
         h.detail ? el("div", { class: "tl-detail", "data-testid": "history-detail", text: h.detail }) : null));
   }
 
@@ -541,130 +335,6 @@
     return button;
   }
 
-  // --------------------------------------------------------------- create form
-
-  function field(label, input, help) {
-    return el("div", { class: "field" },
-      el("label", { for: input.id, text: label }),
-      input,
-      help ? el("div", { class: "help", text: help }) : null);
-  }
-
-  function renderCreate() {
-    const name = el("input", { id: "f-name", name: "name", "data-testid": "field-name", placeholder: "shop-copy", autocomplete: "off" });
-    const source = el("input", { id: "f-source", name: "source", "data-testid": "field-source", placeholder: "mariadb://user:password@host:3306", autocomplete: "off" });
-    const target = el("input", { id: "f-target", name: "target", "data-testid": "field-target", placeholder: "oceanbase://user:password@host:2881", autocomplete: "off" });
-    const types = ["schema", "full", "incremental"].map((t) =>
-      el("label", { class: "check" },
-        el("input", { type: "checkbox", name: "types", value: t, "data-testid": "type-" + t, checked: t !== "incremental" }), " " + t));
-    const topology = el("select", { id: "f-topology", "data-testid": "field-topology" },
-      el("option", { value: "one-way", text: "one-way" }), el("option", { value: "two-way", text: "two-way" }));
-    const databases = el("input", { id: "f-databases", "data-testid": "field-databases", placeholder: "shop, billing", autocomplete: "off" });
-    const renames = el("textarea", { id: "f-renames", rows: "3", "data-testid": "field-renames", placeholder: "shop=shop_v2" });
-    const writeConcurrency = el("input", { id: "f-write-concurrency", type: "number", min: "1", max: "512", placeholder: "4", "data-testid": "field-write-concurrency" });
-    const rate = el("input", { id: "f-rate", type: "number", min: "1", placeholder: "unlimited", "data-testid": "field-rate" });
-    const chunkRows = el("input", { id: "f-chunk-rows", type: "number", min: "100", max: "1000000", placeholder: "10000", "data-testid": "field-chunk-rows" });
-    const nonEmpty = el("select", { id: "f-non-empty", "data-testid": "field-non-empty-target" },
-      el("option", { value: "stop", text: "stop (refuse to copy)" }), el("option", { value: "ignore", text: "ignore (copy anyway, keep target rows)" }));
-    const json = el("textarea", { id: "f-json", rows: "10", class: "mono", spellcheck: "false", "data-testid": "field-json",
-      placeholder: '{"name": "...", "source": "mariadb://...", "target": "...", "types": ["schema", "full"]}' });
-    const error = el("div", { class: "error", role: "alert", "data-testid": "form-error", hidden: true });
-    const submit = el("button", { type: "submit", class: "primary", "data-testid": "create-submit", text: "Create task" });
-
-    function fromForm() {
-      const spec = {
-        name: name.value.trim(),
-        source: source.value.trim(),
-        target: target.value.trim(),
-        types: types.map((l) => l.querySelector("input")).filter((i) => i.checked).map((i) => i.value),
-        topology: topology.value,
-      };
-      const dbs = databases.value.split(",").map((s) => s.trim()).filter(Boolean);
-      if (dbs.length) spec.select = { databases: dbs };
-      const map = {};
-      for (const line of renames.value.split("\n")) {
-        if (!line.trim()) continue;
-        const i = line.indexOf("=");
-        if (i < 0) throw new Error("database renames: write each as source=target, got \u201c" + line.trim() + "\u201d");
-        map[line.slice(0, i).trim()] = line.slice(i + 1).trim();
-      }
-      if (Object.keys(map).length) spec.rename = { databases: map };
-      const options = { non_empty_target: nonEmpty.value };
-      if (writeConcurrency.value !== "") options.write_concurrency = Number(writeConcurrency.value);
-      if (rate.value !== "") options.rate_rows_per_second = Number(rate.value);
-      if (chunkRows.value !== "") options.chunk_rows = Number(chunkRows.value);
-      spec.options = options;
-      return spec;
-    }
-
-    const form = el(
-      "form",
-      { class: "card", "data-testid": "create-form", novalidate: true },
-      el("h1", { text: "New task" }),
-      el("p", { class: "muted", text: "The task is created, not started: start it from its page (pre-checks run first)." }),
-      el("div", { class: "cols" },
-        el("fieldset", {},
-          el("legend", { text: "Task" }),
-          field("Name", name, "1-64 letters, digits, '_', '.', '-'"),
-          field("Source URL", source, "e.g. mariadb://root@127.0.0.1:3306"),
-          field("Target URL", target, "e.g. oceanbase://root@127.0.0.1:2881"),
-          el("div", { class: "field" }, el("span", { class: "label", text: "Types" }), el("div", { class: "checks" }, types)),
-          field("Topology", topology, "two-way: a reverse task can be configured once the forward task is in incremental sync")),
-        el("fieldset", {},
-          el("legend", { text: "Objects and options" }),
-          field("Databases to select", databases, "comma-separated"),
-          field("Database renames", renames, "one per line: source=target"),
-          field("Write concurrency", writeConcurrency, "threads writing the target (1-512)"),
-          field("Rate limit (rows/s)", rate, "empty: unlimited"),
-          field("Rows per chunk", chunkRows, "full copy chunk size (100-1000000)"),
-          field("Non-empty target", nonEmpty))),
-      el("details", { class: "advanced", "data-testid": "advanced" },
-        el("summary", { text: "Advanced: spec as JSON" }),
-        el("p", { class: "muted", text: "When this is filled, it is sent as-is and the fields above are ignored (same fields as a YAML task spec)." }),
-        json),
-      error,
-      el("div", { class: "buttons" }, submit, el("a", { href: "#/", class: "button", text: "Cancel" }))
-    );
-
-    form.addEventListener("submit", async (ev) => {
-      ev.preventDefault();
-      error.hidden = true;
-      let spec;
-      try {
-        if (json.value.trim()) {
-          try {
-            spec = JSON.parse(json.value);
-          } catch (e) {
-            throw new Error("spec as JSON: not valid JSON (" + e.message + ")");
-          }
-        } else {
-          spec = fromForm();
-        }
-      } catch (e) {
-        showError(e.message);
-        return;
-      }
-      submit.disabled = true;
-      try {
-        const created = await api("POST", API + "/tasks", spec);
-        window.location.hash = taskHref(created.name);
-      } catch (err) {
-        if (err instanceof ApiError) showError(err.message);
-        else if (!(err instanceof Unauthorized)) showError(String(err));
-      } finally {
-        submit.disabled = false;
-      }
-    });
-
-    function showError(text) {
-      error.hidden = false;
-      setText(error, text);
-    }
-
-    clear(app()).appendChild(form);
-    name.focus();
-  }
-
   // ---------------------------------------------------------------- task detail
 
   function renderDetail(name) {
@@ -673,6 +343,7 @@
     const actionError = el("div", { class: "error", role: "alert", "data-testid": "action-error", hidden: true });
     const actions = el("div", { class: "buttons", "data-testid": "actions" });
     const reverseBox = el("div", { class: "reverse", "data-testid": "reverse" });
+    const movesBox = el("div", { class: "moves", "data-testid": "task-moves", hidden: true });
     const bar = el("progress", { max: "1", value: "0", "data-testid": "progress-bar", "aria-label": "full copy progress" });
     const barText = el("span", { class: "muted", "data-testid": "copy-fraction" });
     const copyBox = el("div", { class: "copy", "data-testid": "copy", hidden: true },
@@ -706,7 +377,10 @@
           el("dt", { text: "Source" }), value("task-source", "endpoints"),
           el("dt", { text: "Target" }), value("task-target", "endpoints"),
           el("dt", { text: "Types" }), value("task-types"),
-          el("dt", { text: "Kind" }), value("task-kind")),
+          el("dt", { text: "Kind" }), value("task-kind"),
+          ids["task-node-term"] = el("dt", { text: "Node", hidden: true }),
+          ids["task-node"] = el("dd", { "data-testid": "task-node", hidden: true })),
+        movesBox,
         reverseBox),
       el("section", { class: "card" },
         el("h2", { text: "Progress" }),
@@ -996,10 +670,10 @@
       }
     }
 
-    const gen = generation;
+    const gen = generation();
     refreshNow = () => {
-      if (gen !== generation) return;
-      load(() => gen !== generation).catch((e) => { if (!(e instanceof Unauthorized)) console.error(e); });
+      if (gen !== generation()) return;
+      load(() => gen !== generation()).catch((e) => { if (!(e instanceof Unauthorized)) console.error(e); });
     };
 
     async function load(stale) {
@@ -1024,12 +698,16 @@
       renderReverse(t);
       renderPrechecks(t.prechecks || []);
       renderHistory(t.history || []);
+      const placements = (t.history || []).filter((h) => h.kind === "placement");
+      if (changed("placement", ["node" in t, t.node, t.epoch, t.state, placements, cluster.thisNode()])) {
+        cluster.showPlacement(t, ids["task-node-term"], ids["task-node"], movesBox);
+      }
       if (changed("spec", t.spec)) setText(spec, JSON.stringify(t.spec, null, 2));
     }
 
     // the banner's countdown moves every second, between the polls too
     const ticker = setInterval(() => {
-      if (gen !== generation) {
+      if (gen !== generation()) {
         clearInterval(ticker);
         return;
       }
@@ -1049,4 +727,4 @@
     window.addEventListener("hashchange", route);
     route();
   });
-})();
+})(window.duosync);
