@@ -24,7 +24,7 @@ from datetime import UTC
 from typing import Any
 
 from duosync.config import Flavor
-from duosync.core.catalog import ServerInfo, Table, View
+from duosync.core.catalog import Catalog, ServerInfo, Table, View
 from duosync.core.positions import position_from
 from duosync.endpoints import open_inspector
 from duosync.endpoints.mysql.connection import connect, driver_errors
@@ -143,7 +143,15 @@ def run_phases(
             | {spec.rename.table(v.database, v.name)[0] for v in views}
         )
         existing_dbs = set(tgt_insp.list_databases())
-        target_cat = tgt_insp.catalog([d for d in target_dbs if d in existing_dbs])
+        # a task resumed in sync makes no schema: its target's catalog is not read
+        # (seconds on a busy server, on the path of every failover)
+        # (and an empty list would mean every database to ``catalog``)
+        wanted = [] if resumed_in_sync else [d for d in target_dbs if d in existing_dbs]
+        target_cat = (
+            tgt_insp.catalog(wanted)
+            if wanted
+            else Catalog(endpoint=spec.target.display, server=tgt_insp.server_info())
+        )
     for note in report.notes:
         say(f"note: {note}")
     existing = {(t.database, t.name): t for d in target_cat.databases for t in d.tables}
