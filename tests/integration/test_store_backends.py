@@ -3,19 +3,28 @@
 Every behaviour test of ``tests/unit/test_store.py`` runs again here on each server;
 then what only a shared server store has: several processes (two ``MetadataStore``
 objects on one database) racing for the same row, migrating at once, a killed
-connection or a restarted server, and passwords that never show. Each test works in
-a database of its own, made and dropped here.
+connection or a restarted server, and passwords that never show.
+
+Making and migrating a database costs a second or so per test on a busy machine, so
+the tests share one migrated store database per server (``database``), emptied
+before each test: its rows deleted, in foreign-key order, after ending any session
+an earlier test left on it. The tests about migrating (first opens, a newer or a
+half-applied schema, a user of its own migrating) get an empty database of their
+own, made and dropped here (``new_database``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import queue
 import re
 import socket
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,8 +45,8 @@ from duosync.service.store import (
     StoreUnavailable,
     TaskExists,
 )
+from duosync.service.store_backends import VERSION_TABLE
 from tests.faults import kill9, restart
-from tests.helpers import query, run_sql
 from tests.unit.test_store import BEHAVIOUR, Check
 
 pytestmark = pytest.mark.integration
@@ -71,6 +80,32 @@ class StoreServer:
         once they are gone, with how many there were."""
         raise NotImplementedError
 
+    def tables(self, database: str) -> list[str]:
+        """The store's tables in *database*, each after every table that refers to
+        it (the order to empty them in), without the version table."""
+        raise NotImplementedError
+
+    def empty(self, database: str, tables: list[str]) -> int:
+        """End the sessions left on *database* (a store not closed, a row lock
+        held), delete every row of *tables* in one transaction; the schema
+        version found there."""
+        raise NotImplementedError
+
+
+def _referrers_first(tables: Iterable[str], references: Iterable[tuple[str, str]]) -> list[str]:
+    """*tables* ordered so that no table comes after one it refers to
+    (*references*: (table, the table it refers to))."""
+    left = set(tables) - {VERSION_TABLE}
+    edges = [(child, parent) for child, parent in references if child != parent]
+    order: list[str] = []
+    while left:
+        free = sorted(t for t in left if not any(p == t and c in left for c, p in edges))
+        assert free, f"circular foreign keys among {sorted(left)}"
+        order += free
+        left -= set(free)
+    assert "tasks" in order and order[-1] == "tasks", order
+    return order
+
 
 @dataclass
 class MariaDBServer(StoreServer):
@@ -83,27 +118,85 @@ class MariaDBServer(StoreServer):
             auth += f":{password}"
         return f"mariadb://{auth}@{self.endpoint.host}:{self.endpoint.port}/{database}"
 
-    def create(self, database: str) -> None:
-        run_sql(
-            self.endpoint,
-            [f"DROP DATABASE IF EXISTS `{database}`", f"CREATE DATABASE `{database}`"],
+    def connect(self, database: str | None = None) -> pymysql.Connection[Any]:
+        """An admin session (autocommit). Without TLS: PyMySQL would otherwise make
+        a TLS context, loading the system's CA certificates, for every session
+        (tens of ms of CPU each), which a test makes many of."""
+        return pymysql.connect(
+            host=self.endpoint.host,
+            port=self.endpoint.port,
+            user=self.endpoint.user,
+            password=self.endpoint.resolved_password(),
+            database=database,
+            autocommit=True,
+            charset="utf8mb4",
+            ssl_disabled=True,
         )
 
+    def run(self, statements: list[str], database: str | None = None) -> None:
+        with self.connect(database) as conn, conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+
+    def create(self, database: str) -> None:
+        self.run([f"DROP DATABASE IF EXISTS `{database}`", f"CREATE DATABASE `{database}`"])
+
     def drop(self, database: str) -> None:
-        run_sql(self.endpoint, [f"DROP DATABASE IF EXISTS `{database}`"])
+        self.run([f"DROP DATABASE IF EXISTS `{database}`"])
 
     def sql(self, database: str, statements: list[str]) -> None:
-        run_sql(self.endpoint, statements, database)
+        self.run(statements, database)
 
     def rows(self, database: str, sql: str) -> list[tuple[Any, ...]]:
-        return query(self.endpoint, sql, database=database)
+        with self.connect(database) as conn, conn.cursor() as cur:
+            cur.execute(sql)
+            return list(cur.fetchall())
+
+    # sessions with no default database (as these admin ones) are on none
+    _SESSIONS = "SELECT id FROM information_schema.processlist WHERE db = %s"
 
     def kill_connections(self, database: str) -> int:
-        listed = "SELECT id FROM information_schema.processlist WHERE db = %s"
-        ids = [int(r[0]) for r in query(self.endpoint, listed, (database,))]
-        run_sql(self.endpoint, [f"KILL {i}" for i in ids])
-        _until(lambda: not query(self.endpoint, listed, (database,)))
+        with self.connect() as conn, conn.cursor() as cur:
+            return self._kill(cur, database)
+
+    def _kill(self, cur: Any, database: str) -> int:
+        cur.execute(self._SESSIONS, (database,))
+        ids = [int(r[0]) for r in cur.fetchall()]
+        for i in ids:
+            with contextlib.suppress(pymysql.err.OperationalError):  # 1094: gone already
+                cur.execute(f"KILL {i}")
+
+        def gone() -> bool:
+            cur.execute(self._SESSIONS, (database,))
+            return not cur.fetchall()
+
+        _until(gone)
         return len(ids)
+
+    def tables(self, database: str) -> list[str]:
+        with self.connect() as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                (database,),
+            )
+            names = [r[0] for r in cur.fetchall()]
+            cur.execute(
+                "SELECT table_name, referenced_table_name FROM"
+                " information_schema.referential_constraints WHERE constraint_schema = %s",
+                (database,),
+            )
+            references = [(r[0], r[1]) for r in cur.fetchall()]
+        return _referrers_first(names, references)
+
+    def empty(self, database: str, tables: list[str]) -> int:
+        with self.connect() as conn, conn.cursor() as cur:
+            self._kill(cur, database)
+            cur.execute("START TRANSACTION")
+            for table in tables:
+                cur.execute(f"DELETE FROM `{database}`.`{table}`")
+            cur.execute("COMMIT")
+            cur.execute(f"SELECT version FROM `{database}`.{VERSION_TABLE}")
+            return int(cur.fetchone()[0])
 
 
 @dataclass
@@ -149,6 +242,35 @@ class PostgresServer(StoreServer):
             _until(lambda: not conn.execute(listed, (database,)).fetchall())
         return len(pids)
 
+    def tables(self, database: str) -> list[str]:
+        names = self.rows(
+            database, "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+        )
+        references = self.rows(
+            database,
+            "SELECT conrelid::regclass::text, confrelid::regclass::text FROM pg_constraint"
+            " WHERE contype = 'f' AND connamespace = current_schema()::regnamespace",
+        )
+        return _referrers_first([r[0] for r in names], [(r[0], r[1]) for r in references])
+
+    def empty(self, database: str, tables: list[str]) -> int:
+        others = (
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        )
+        with self._admin(database) as conn:
+            pids = [int(r[0]) for r in conn.execute(others).fetchall()]
+            for pid in pids:
+                conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            if pids:
+                _until(lambda: not conn.execute(others).fetchall())
+            with conn.transaction():
+                for table in tables:
+                    conn.execute(f'DELETE FROM "{table}"')
+            row = conn.execute(f"SELECT version FROM {VERSION_TABLE}").fetchone()
+            assert row is not None
+            return int(row[0])
+
 
 def _until(done: Callable[[], bool], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
@@ -165,8 +287,51 @@ def server(request: pytest.FixtureRequest) -> StoreServer:
     return PostgresServer(request.getfixturevalue("postgres"))
 
 
+class SharedStores:
+    """One migrated store database per server, made the first time a test asks for
+    it and emptied for each later one; dropped at the end of the module."""
+
+    NAME = "st_shared_store"
+
+    def __init__(self) -> None:
+        #: scheme: (the server, the order to empty its store's tables in)
+        self._made: dict[str, tuple[StoreServer, list[str]]] = {}
+
+    def empty(self, server: StoreServer) -> str:
+        """The server's shared store database, migrated, with no rows and no other
+        session on it."""
+        made = self._made.get(server.scheme)
+        if made is None:
+            server.create(self.NAME)
+            with MetadataStore(server.url(self.NAME)) as store:
+                assert store.version == LATEST_VERSION
+            self._made[server.scheme] = (server, server.tables(self.NAME))
+        else:
+            # a test that changed the version makes a database of its own
+            assert server.empty(self.NAME, made[1]) == LATEST_VERSION
+        return self.NAME
+
+    def drop_all(self) -> None:
+        for server, _tables in self._made.values():
+            server.drop(self.NAME)
+
+
+@pytest.fixture(scope="module")
+def shared_stores() -> Iterator[SharedStores]:
+    stores = SharedStores()
+    yield stores
+    stores.drop_all()
+
+
 @pytest.fixture
-def database(server: StoreServer, request: pytest.FixtureRequest) -> Iterator[str]:
+def database(server: StoreServer, shared_stores: SharedStores) -> str:
+    """The server's shared store database, migrated and empty (close the test's
+    stores: the next test ends the sessions left on it)."""
+    return shared_stores.empty(server)
+
+
+@pytest.fixture
+def new_database(server: StoreServer, request: pytest.FixtureRequest) -> Iterator[str]:
     """An empty database named after the test; dropped afterwards (close the
     test's stores first: PostgreSQL drops no database in use)."""
     node = request.node.name
@@ -208,6 +373,54 @@ def _race(*calls: Callable[[], Any]) -> list[Any]:
     return results
 
 
+class _Racers:
+    """Threads that run calls at once, the *i*-th call of every race on the *i*-th
+    thread: as in so many processes, each thread keeps its store connections from
+    one race to the next, so what races is the statements, not the connects."""
+
+    def __init__(self, n: int) -> None:
+        self._jobs: list[queue.Queue[tuple[threading.Barrier, Callable[[], Any]] | None]] = [
+            queue.Queue() for _ in range(n)
+        ]
+        self._done: queue.Queue[tuple[int, Any]] = queue.Queue()
+        self._threads = [
+            threading.Thread(target=self._work, args=(i,), daemon=True) for i in range(n)
+        ]
+        for t in self._threads:
+            t.start()
+
+    def _work(self, i: int) -> None:
+        while (job := self._jobs[i].get()) is not None:
+            start, call = job
+            try:
+                start.wait(60)
+                result = call()
+            except BaseException as exc:
+                result = exc
+            self._done.put((i, result))
+
+    def race(self, *calls: Callable[[], Any]) -> list[Any]:
+        """Run *calls* at once; what each returned or raised."""
+        assert len(calls) == len(self._jobs)
+        start = threading.Barrier(len(calls))
+        for jobs, call in zip(self._jobs, calls, strict=True):
+            jobs.put((start, call))
+        results: list[Any] = [None] * len(calls)
+        for _ in calls:
+            i, result = self._done.get(timeout=60)
+            results[i] = result
+        return results
+
+    def __enter__(self) -> _Racers:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for jobs in self._jobs:
+            jobs.put(None)
+        for t in self._threads:
+            t.join(60)
+
+
 # -- the store's contract, on each server ---------------------------------------------
 
 
@@ -240,7 +453,8 @@ def test_naming_a_server_store(server: StoreServer, database: str, store: Metada
         _ = store.path
 
 
-def test_newer_store_is_refused(server: StoreServer, database: str) -> None:
+def test_newer_store_is_refused(server: StoreServer, new_database: str) -> None:
+    database = new_database
     with MetadataStore(server.url(database)):
         pass
     server.sql(database, [f"UPDATE duosync_store_version SET version = {LATEST_VERSION + 1}"])
@@ -251,9 +465,10 @@ def test_newer_store_is_refused(server: StoreServer, database: str) -> None:
     assert rows == [(LATEST_VERSION + 1,)]
 
 
-def test_concurrent_first_opens_migrate_once(server: StoreServer, database: str) -> None:
+def test_concurrent_first_opens_migrate_once(server: StoreServer, new_database: str) -> None:
     """Several nodes starting at once on an empty store database: one migrates,
     the others wait for it and find the schema done."""
+    database = new_database
     url = server.url(database)
 
     def open_and_close() -> int:
@@ -304,10 +519,10 @@ def test_a_half_applied_mariadb_step_is_completed(mariadb1: Endpoint) -> None:
 
 
 def test_two_processes_race_for_a_lease(store_url: str) -> None:
-    with MetadataStore(store_url) as a, MetadataStore(store_url) as b:
+    with MetadataStore(store_url) as a, MetadataStore(store_url) as b, _Racers(2) as racers:
         for i in range(10):
             a.create_task(f"r{i}", {})
-            won = _race(
+            won = racers.race(
                 lambda i=i: a.claim(f"r{i}", "node-a", 60),
                 lambda i=i: b.claim(f"r{i}", "node-b", 60),
             )
@@ -316,14 +531,14 @@ def test_two_processes_race_for_a_lease(store_url: str) -> None:
 
 
 def test_two_processes_race_for_a_state_move(store_url: str) -> None:
-    with MetadataStore(store_url) as a, MetadataStore(store_url) as b:
+    with MetadataStore(store_url) as a, MetadataStore(store_url) as b, _Racers(2) as racers:
         for i in range(10):
             a.create_task(f"r{i}", {})
 
             def move(s: MetadataStore, i: int = i) -> None:
                 s.set_state(f"r{i}", State.NOT_STARTED, State.PRECHECKING, f"by {id(s)}")
 
-            outcome = _race(lambda: move(a), lambda: move(b))
+            outcome = racers.race(lambda: move(a), lambda: move(b))
             lost = [r for r in outcome if isinstance(r, BaseException)]
             assert outcome.count(None) == 1 and len(lost) == 1, outcome
             assert isinstance(lost[0], FatalError)
@@ -333,9 +548,9 @@ def test_two_processes_race_for_a_state_move(store_url: str) -> None:
 
 
 def test_two_processes_create_the_same_task(store_url: str) -> None:
-    with MetadataStore(store_url) as a, MetadataStore(store_url) as b:
+    with MetadataStore(store_url) as a, MetadataStore(store_url) as b, _Racers(2) as racers:
         for i in range(5):
-            outcome = _race(
+            outcome = racers.race(
                 lambda i=i: a.create_task(f"r{i}", {"by": "a"}),
                 lambda i=i: b.create_task(f"r{i}", {"by": "b"}),
             )
@@ -402,8 +617,7 @@ def _hold_row(server: StoreServer, database: str) -> _RowHolder:
 
         return _RowHolder(release_pg)
     assert isinstance(server, MariaDBServer)
-    ep = server.endpoint
-    my = pymysql.connect(host=ep.host, port=ep.port, user=ep.user, database=database)
+    my = server.connect(database)
     with my.cursor() as cur:
         cur.execute("BEGIN")
         cur.execute("UPDATE tasks SET owner = 'holder' WHERE name = 't'")
@@ -415,25 +629,40 @@ def _hold_row(server: StoreServer, database: str) -> _RowHolder:
     return _RowHolder(release_my)
 
 
-def test_a_restarted_server_is_used_again(postgres_box: Sandbox, postgres: str) -> None:
+def _kill_postgres(box: Sandbox) -> None:
+    """kill -9 the session's PostgreSQL; return once its process is gone for good.
+    A reused sandbox's server (DUOSYNC_TEST_SANDBOX) is no child of ours: until
+    init reaps it, a new postmaster takes the zombie for the owner of its pid file
+    and refuses to start."""
+    pid = kill9(box, POSTGRES.name)
+
+    def reaped() -> bool:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return True
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"  # else: the pid was used again
+
+    _until(reaped, timeout=30)
+
+
+def test_a_restarted_server_is_used_again(
+    postgres_box: Sandbox, postgres: str, shared_stores: SharedStores
+) -> None:
     pg = PostgresServer(postgres)
-    name = "st_restarted_server"
-    pg.create(name)
-    try:
-        with MetadataStore(pg.url(name)) as store:
-            store.create_task("t", {})
-            kill9(postgres_box, POSTGRES.name)
-            try:
-                with pytest.raises(StoreUnavailable):
-                    store.list_tasks()  # the connection it had
-                with pytest.raises(StoreUnavailable, match="unavailable"):
-                    store.list_tasks()  # no server to connect to
-            finally:
-                restart(postgres_box)
-            assert [t.name for t in store.list_tasks()] == ["t"]
-            store.set_request("t", "pause")
-    finally:
-        pg.drop(name)
+    name = shared_stores.empty(pg)
+    with MetadataStore(pg.url(name)) as store:
+        store.create_task("t", {})
+        _kill_postgres(postgres_box)
+        try:
+            with pytest.raises(StoreUnavailable):
+                store.list_tasks()  # the connection it had
+            with pytest.raises(StoreUnavailable, match="unavailable"):
+                store.list_tasks()  # no server to connect to
+        finally:
+            restart(postgres_box)
+        assert [t.name for t in store.list_tasks()] == ["t"]
+        store.set_request("t", "pause")
 
 
 def test_unknown_database_is_a_config_error(server: StoreServer) -> None:
@@ -459,12 +688,12 @@ def test_unreachable_server_is_unavailable() -> None:
 
 
 def test_password_is_never_shown(mariadb1: Endpoint) -> None:
+    """(In a new database: a user of its own, as in production, migrates it.)"""
     maria = MariaDBServer(mariadb1)
     name = "st_password_never_shown"
     user = "duo_store_pw"
     maria.create(name)
-    run_sql(
-        mariadb1,
+    maria.run(
         [
             f"DROP USER IF EXISTS '{user}'@'%'",
             f"CREATE USER '{user}'@'%' IDENTIFIED BY '{SECRET}'",
@@ -488,44 +717,38 @@ def test_password_is_never_shown(mariadb1: Endpoint) -> None:
         assert "Access denied" in str(denied.value)
         assert SECRET not in str(denied.value)
     finally:
-        run_sql(mariadb1, [f"DROP USER IF EXISTS '{user}'@'%'"])
+        maria.run([f"DROP USER IF EXISTS '{user}'@'%'"])
         maria.drop(name)
 
 
-def test_postgres_password_is_never_shown(postgres: str) -> None:
+def test_postgres_password_is_never_shown(postgres: str, shared_stores: SharedStores) -> None:
     pg = PostgresServer(postgres)
-    name = "st_pg_password_never_shown"
-    pg.create(name)
-    try:
-        with MetadataStore(pg.url(name, password=SECRET)) as store:
-            assert store.display == pg.url(name)
-            assert SECRET not in repr(store)
-            pg.kill_connections(name)
-            with pytest.raises(StoreUnavailable) as lost:
-                store.list_tasks()
-            assert SECRET not in str(lost.value)
-    finally:
-        pg.drop(name)
+    name = shared_stores.empty(pg)
+    with MetadataStore(pg.url(name, password=SECRET)) as store:
+        assert store.display == pg.url(name)
+        assert SECRET not in repr(store)
+        pg.kill_connections(name)
+        with pytest.raises(StoreUnavailable) as lost:
+            store.list_tasks()
+        assert SECRET not in str(lost.value)
 
 
-def test_the_api_answers_503_while_its_store_is_down(postgres_box: Sandbox, postgres: str) -> None:
+def test_the_api_answers_503_while_its_store_is_down(
+    postgres_box: Sandbox, postgres: str, shared_stores: SharedStores
+) -> None:
     pg = PostgresServer(postgres)
-    name = "st_api_store_down"
-    pg.create(name)
+    name = shared_stores.empty(pg)
     token = "store-test-token-0123456789"
-    try:
-        app = create_app(pg.url(name, password=SECRET), token)
-        with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as client:
-            assert client.get("/api/v1/tasks").json() == []
-            kill9(postgres_box, POSTGRES.name)
-            try:
-                down = client.get("/api/v1/tasks")
-                assert down.status_code == 503
-                assert down.headers["Retry-After"] == "1"
-                assert pg.url(name) in down.json()["error"]
-                assert SECRET not in down.text
-            finally:
-                restart(postgres_box)
-            assert client.get("/api/v1/tasks").status_code == 200
-    finally:
-        pg.drop(name)
+    app = create_app(pg.url(name, password=SECRET), token)
+    with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as client:
+        assert client.get("/api/v1/tasks").json() == []
+        _kill_postgres(postgres_box)
+        try:
+            down = client.get("/api/v1/tasks")
+            assert down.status_code == 503
+            assert down.headers["Retry-After"] == "1"
+            assert pg.url(name) in down.json()["error"]
+            assert SECRET not in down.text
+        finally:
+            restart(postgres_box)
+        assert client.get("/api/v1/tasks").status_code == 200

@@ -25,6 +25,7 @@ import contextlib
 import re
 import sqlite3
 import threading
+import time
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -540,7 +541,25 @@ class SQLiteBackend(Backend):
         # task specs hold passwords: the file is its owner's only
         with contextlib.suppress(PermissionError):  # another user's file: theirs to set
             self.path.chmod(0o600)
-        conn.execute("PRAGMA journal_mode = WAL")
+        # Switching to WAL needs the file to itself for a moment, and SQLite does not
+        # wait for that (no busy handler): several processes creating the store at
+        # once retry here instead of failing with "database is locked".
+        # (On the driver's connection: a failed statement would mark ours broken.)
+        deadline = time.monotonic() + BUSY_SECONDS
+        while True:
+            try:
+                cur = conn.raw.cursor()
+                cur.execute("PRAGMA journal_mode")
+                row = cur.fetchone()
+                if row is None or str(row[0]).lower() != "wal":
+                    cur.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.Error as exc:
+                if self.classify(exc).kind is not ErrorKind.UNAVAILABLE:
+                    raise conn._translate(exc) from None  # e.g. "file is not a database"
+                if time.monotonic() > deadline:
+                    raise self.unavailable(str(exc)) from None
+                time.sleep(0.05)
 
     def classify(self, exc: BaseException) -> Classified:
         if isinstance(exc, sqlite3.IntegrityError):
