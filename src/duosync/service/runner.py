@@ -258,6 +258,12 @@ class TaskRun:
                     exc.task = self.name
                 if self.stop.is_set():
                     return  # paused or shut down while failing: resumed from checkpoints
+                if self.confirmed is not None and not self.confirmed():
+                    # a cluster node unsure it still holds the task records nothing
+                    # on it (another node may run it now); its supervisor runs it
+                    # again if ZooKeeper says it is still ours
+                    self.give_up()
+                    return
                 now = time.time()
                 with self._heal_lock:
                     self.streak.fail(exc.describe(task=False), now)
