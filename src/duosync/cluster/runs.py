@@ -22,6 +22,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kazoo.exceptions import KazooException
@@ -47,6 +49,15 @@ HANDOVER_WAIT = 30.0
 PUBLISH = 2.0
 
 
+@dataclass(frozen=True)
+class _Held:
+    """What the last good look at ZooKeeper said this node holds, and when
+    (time.monotonic() before the look)."""
+
+    at: float
+    epochs: dict[str, int]
+
+
 class ClusterRuns:
     """The cluster side of a node's supervisor."""
 
@@ -69,7 +80,7 @@ class ClusterRuns:
         #: epochs under which a run here was fenced: never started again
         self._fenced: set[tuple[str, int]] = set()
         self._published = 0.0
-        self._confirmed_at = float("-inf")
+        self._held = _Held(float("-inf"), {})
         self._unpublished: set[str] = set()
         self._lives: dict[str, RemoteLive] = {}
         self._lives_at = 0.0
@@ -80,12 +91,24 @@ class ClusterRuns:
 
     def confirmed(self) -> bool:
         """Whether ZooKeeper confirmed this node's membership less than two thirds
-        of the session timeout ago: the session cannot have expired since, so no
-        other node can have been given this node's tasks (the commit check of
-        ``sync.checkpoint.Tenure``). A node frozen or cut off for longer fails it
-        at once when it runs again, before it can commit anything."""
-        age = time.monotonic() - self._confirmed_at
+        of the session timeout ago: the session cannot have expired since."""
+        age = time.monotonic() - self._held.at
         return self.coord.usable and age < self.coord.session_timeout * 2 / 3
+
+    def holds(self, task: str, epoch: int) -> Callable[[], bool]:
+        """The commit check of a run of *task* under *epoch*
+        (``sync.checkpoint.Tenure``): membership confirmed, and in that same look
+        at ZooKeeper the task assigned here under this very epoch. So no other node
+        can have been given the task since, and a node frozen or cut off for
+        longer fails it at once when it runs again, before it commits anything
+        (even after it registered again and the task came back to it under a new
+        epoch: the old run's epoch is not that one)."""
+
+        def check() -> bool:
+            held = self._held
+            return self.confirmed() and held.epochs.get(task) == epoch
+
+        return check
 
     def close(self) -> None:
         self._leading.set()
@@ -113,8 +136,9 @@ class ClusterRuns:
             log.warning("cluster: cannot read the assignments: %s", exc)
             return
         if self.coord.usable and self.name in nodes:
-            # ZooKeeper answered within our session, and we are registered in it
-            self._confirmed_at = asked
+            # ZooKeeper answered within our session, we are registered in it, and
+            # these are the assignments it holds for us
+            self._held = _Held(asked, {t: a.epoch for t, a in mine.items()})
         for name, r in runs.items():
             a = mine.get(name)
             if r.run.fenced and r.run.epoch is not None:
@@ -131,7 +155,9 @@ class ClusterRuns:
             record = store.find_task(name)
             if record is None or record.state not in ACTIVE:
                 continue  # paused or done: the leader unassigns it
-            sup.start_run(name, record.state.value, epoch=a.epoch, confirmed=self.confirmed)
+            sup.start_run(
+                name, record.state.value, epoch=a.epoch, confirmed=self.holds(name, a.epoch)
+            )
         alive = tuple(sorted(n for n, r in sup.runs().items() if r.alive))
         self.coord.set_tasks(alive)
         self._publish(sup, alive)
