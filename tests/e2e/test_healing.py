@@ -610,6 +610,11 @@ def test_kill_source_during_full_copy_under_writes(
 # -- e: a broken link ----------------------------------------------------------------------
 
 
+#: seconds of chaos on each link: resets, stalls and refusals every few seconds, so
+#: dozens of faults (45 s keeps the whole test run within its time budget)
+CHAOS_SECONDS = 45
+
+
 @pytest.mark.soak
 @pytest.mark.parametrize("source_name", ["faultmaria", "faultob"])
 def test_chaos_on_both_links(
@@ -655,8 +660,8 @@ def test_chaos_on_both_links(
         ):
             wait_state(home, name, {"incremental_monitoring"}, proc)
             say("chaos begins")
-            src_proxy.chaos(60, random.Random(1))
-            dst_proxy.chaos(60, random.Random(2))
+            src_proxy.chaos(CHAOS_SECONDS, random.Random(1))
+            dst_proxy.chaos(CHAOS_SECONDS, random.Random(2))
             src_proxy.wait_chaos(90)
             dst_proxy.wait_chaos(90)
             healed = time.monotonic()
