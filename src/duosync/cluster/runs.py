@@ -89,10 +89,11 @@ class ClusterRuns:
     def name(self) -> str:
         return self.coord.info.name
 
-    def confirmed(self) -> bool:
-        """Whether ZooKeeper confirmed this node's membership less than two thirds
-        of the session timeout ago: the session cannot have expired since."""
-        age = time.monotonic() - self._held.at
+    def confirmed(self, held: _Held | None = None) -> bool:
+        """Whether ZooKeeper confirmed this node's membership (in *held*, default
+        the last look) less than two thirds of the session timeout ago: the
+        session cannot have expired since."""
+        age = time.monotonic() - (held or self._held).at
         return self.coord.usable and age < self.coord.session_timeout * 2 / 3
 
     def holds(self, task: str, epoch: int) -> Callable[[], bool]:
@@ -105,8 +106,8 @@ class ClusterRuns:
         epoch: the old run's epoch is not that one)."""
 
         def check() -> bool:
-            held = self._held
-            return self.confirmed() and held.epochs.get(task) == epoch
+            held = self._held  # one look: its time and its assignments together
+            return self.confirmed(held) and held.epochs.get(task) == epoch
 
         return check
 
