@@ -73,6 +73,23 @@ class ConflictPolicy(StrEnum):
 
     IGNORE = "ignore"  #: keep the target's row
     OVERWRITE = "overwrite"  #: the source's row wins
+    #: two-way only, both sides end with the same row (``sync.convergence``): the
+    #: change committed later wins, ties to the arbiter side
+    LAST_WRITER_WINS = "last_writer_wins"
+    #: two-way only: the side named by ``options.winner`` wins every conflict
+    SITE_PRIORITY = "site_priority"
+
+    @property
+    def converging(self) -> bool:
+        """Whether the policy makes both sides of a two-way sync end identical."""
+        return self in (ConflictPolicy.LAST_WRITER_WINS, ConflictPolicy.SITE_PRIORITY)
+
+
+class Side(StrEnum):
+    """A side of a two-way sync, named as the forward task sees it."""
+
+    SOURCE = "source"
+    TARGET = "target"
 
 
 class OnDataError(StrEnum):
@@ -528,6 +545,12 @@ class Options(_Spec):
     #: (sync.conflicts). Unset: a one-way task writes the source's row state whatever
     #: the target holds and records nothing; a two-way task uses overwrite.
     conflict: ConflictPolicy | None = None
+    #: site_priority: the side (of the forward task) that wins every conflict
+    winner: Side | None = None
+    #: last_writer_wins: per source table ("db.table"), a column holding the time of
+    #: the row's last change (a UTC DATETIME/TIMESTAMP) that dates changes instead of
+    #: the source commit time
+    lww_column: dict[str, str] = Field(default_factory=dict)
     #: how long a phase that fails with a transient fault (a lost connection, a
     #: restarting server, a deadlock ...) is retried, with back-off, before the task
     #: fails (service.healing); 0 fails at once
@@ -550,7 +573,8 @@ class ReverseOptions(_Spec):
     write_concurrency: int = Field(default=4, ge=1, le=512)
     rate_rows_per_second: int | None = Field(default=None, gt=0)
     rate_bytes_per_second: int | None = Field(default=None, gt=0)
-    conflict: ConflictPolicy = ConflictPolicy.OVERWRITE
+    #: unset: the forward task's converging policy if it has one, else overwrite
+    conflict: ConflictPolicy | None = None
     heartbeat_seconds: int | None = Field(default=None, ge=1, le=60)
     retry_for: Duration = DEFAULT_RETRY_FOR
     on_data_error: OnDataError = OnDataError.STOP
@@ -569,12 +593,16 @@ class ReverseOptions(_Spec):
                     )
         return data
 
-    def as_options(self) -> Options:
+    def as_options(self, forward: ConflictPolicy | None = None) -> Options:
+        """The reverse task's options; *forward* is the forward task's policy."""
+        conflict = self.conflict
+        if conflict is None:
+            conflict = forward if forward is not None and forward.converging else None
         return Options(
             write_concurrency=self.write_concurrency,
             rate_rows_per_second=self.rate_rows_per_second,
             rate_bytes_per_second=self.rate_bytes_per_second,
-            conflict=self.conflict,
+            conflict=conflict or ConflictPolicy.OVERWRITE,
             heartbeat_seconds=self.heartbeat_seconds,
             retry_for=self.retry_for,
             on_data_error=self.on_data_error,
@@ -681,8 +709,53 @@ class TaskSpec(_Spec):
                 " the filters"
             )
         self._check_two_way()
+        self._check_convergence()
         self._check_known_targets()
         return self
+
+    def _check_convergence(self) -> None:
+        """The converging policies' options (``sync.convergence``)."""
+        policy = self.options.conflict
+        converging = policy is not None and policy.converging
+        if converging and self.topology is not Topology.TWO_WAY:
+            if not self.name.endswith(REVERSE_SUFFIX):  # a reverse task is one-way
+                raise ValueError(
+                    f"options.conflict: {policy} makes both sides of a two-way sync"
+                    " converge; set topology: two-way, or use overwrite or ignore"
+                )
+            return
+        if self.topology is Topology.TWO_WAY:
+            theirs = self.reverse.conflict if self.reverse is not None else None
+            if theirs is not None and (theirs.converging or converging) and theirs != policy:
+                raise ValueError(
+                    f"reverse.conflict: {theirs} differs from options.conflict:"
+                    f" {policy or 'unset'}; the two tasks of a pair must agree (set the"
+                    " policy in options.conflict and leave reverse.conflict out)"
+                )
+        if (self.options.winner is None) == (policy is ConflictPolicy.SITE_PRIORITY):
+            raise ValueError(
+                "options.winner: site_priority needs it (source or target: the side that"
+                " wins every conflict)"
+                if self.options.winner is None
+                else "options.winner: only for conflict: site_priority"
+            )
+        if self.options.lww_column and policy is not ConflictPolicy.LAST_WRITER_WINS:
+            raise ValueError("options.lww_column: only for conflict: last_writer_wins")
+        for key, column in self.options.lww_column.items():
+            if key.count(".") != 1 or not column:
+                raise ValueError(f"options.lww_column: {show_value(key)}: give db.table: column")
+        if (
+            policy is ConflictPolicy.LAST_WRITER_WINS
+            and not self.options.lww_column
+            and Flavor.OCEANBASE not in (self.source.flavor, self.target.flavor)
+        ):
+            raise ValueError(
+                "options.conflict: last_writer_wins by commit time needs an OceanBase side:"
+                " MariaDB and MySQL cannot tell when a row they hold was last written"
+                " (OceanBase can: ORA_ROWSCN). Give options.lww_column {db.table: column}"
+                " with a column the application sets to the change's UTC time, or use"
+                " site_priority"
+            )
 
     def _check_two_way(self) -> None:
         if self.topology is not Topology.TWO_WAY:

@@ -41,8 +41,9 @@ class TaskConflicts:
         lines = [f"task {self.task}: {self.total} conflicts recorded on {self.endpoint}{more}"]
         for r in self.records:
             at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.recorded_at))
+            won = f", winner: the {r.winner}'s row" if r.winner else ""
             lines.append(
-                f"#{r.id} {at} {r.table} {r.op} key {json.dumps(r.key)}: {r.resolution}"
+                f"#{r.id} {at} {r.table} {r.op} key {json.dumps(r.key)}: {r.resolution}{won}"
                 f" ({r.reason})"
             )
             for label, image in (("before", r.before), ("after", r.after), ("target", r.current)):

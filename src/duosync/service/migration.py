@@ -51,6 +51,7 @@ from duosync.service.states import INCREMENTAL, State
 from duosync.service.store import MetadataStore
 from duosync.spec import MigrationType, NonEmptyTarget, TaskSpec, Topology
 from duosync.sync.checkpoint import Tenure
+from duosync.sync.convergence import role_of
 from duosync.sync.runner import SyncStats, run_incremental
 
 HANDOVER_STREAM = "handover"
@@ -281,6 +282,7 @@ def _incremental_phase(
         checked_after=position_from(checked) if checked is not None else None,
         opposite=spec.reverse_name if two_way else None,
         tenure=tenure,
+        role=role_of(spec, reverse=False) if two_way else None,
     )
     report.synced_rows = stats.rows
     report.sync_conflicts = stats.conflicts

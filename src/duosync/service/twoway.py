@@ -37,6 +37,7 @@ from duosync.spec import (
     Topology,
 )
 from duosync.sync.checkpoint import Tenure
+from duosync.sync.convergence import role_of
 from duosync.sync.runner import SyncStats, run_incremental
 
 Say = Callable[[str], None]
@@ -99,7 +100,7 @@ def reverse_spec(forward: TaskSpec, tables: Sequence[Table]) -> TaskSpec:
         types=(MigrationType.INCREMENTAL,),
         select=Selection(objects=tuple(objects)),
         rename=Renames(tables=table_renames, columns=column_renames),
-        options=(forward.reverse or ReverseOptions()).as_options(),
+        options=(forward.reverse or ReverseOptions()).as_options(forward.options.conflict),
     )
 
 
@@ -151,9 +152,11 @@ def run_reverse(
         store.save_checkpoint(spec.name, START_STREAM, saved)
     start = position_from(saved)
     policy = spec.options.conflict or ConflictPolicy.OVERWRITE
+    role = role_of(forward, reverse=True)
+    part = f" ({role.part.value} of the pair)" if role is not None else ""
     say(
         f"reverse task {spec.name}: {spec.source.display} -> {spec.target.display},"
-        f" {len(reverse_tables)} tables, conflicts: {policy.value}"
+        f" {len(reverse_tables)} tables, conflicts: {policy.value}{part}"
     )
 
     live = live if live is not None else Live()
@@ -180,6 +183,7 @@ def run_reverse(
         opposite=forward.name,
         ddl=False,
         tenure=tenure,
+        role=role_of(forward, reverse=True),
     )
 
 

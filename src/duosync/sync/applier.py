@@ -44,9 +44,11 @@ from duosync.endpoints.mysql.dialect import qualified, quote_ident
 from duosync.errors import DataError, DuosyncError, RetriableError
 from duosync.migrate.copier import text_connect
 from duosync.spec import ConflictPolicy, OnDataError
-from duosync.sync import checkpoint, conflict_log
+from duosync.sync import checkpoint, conflict_log, versions
 from duosync.sync.batch import Batch, TableChanges
 from duosync.sync.conflicts import key_condition, write_checked
+from duosync.sync.convergence import RETENTION, Part, Role
+from duosync.sync.converging import write_converging
 
 #: conflict-log resolution of a row the target refused under on_data_error: skip
 REFUSED = "skipped (refused by the target)"
@@ -71,8 +73,11 @@ class Applier:
         policy: ConflictPolicy = ConflictPolicy.OVERWRITE,
         on_data_error: OnDataError = OnDataError.STOP,
         tenure: checkpoint.Tenure | None = None,
+        role: Role | None = None,
     ) -> None:
         self.target = target
+        #: the decider of a converging pair writes with ``sync.converging``
+        self.role = role if role is not None and role.part is Part.DECIDER else None
         self.task = task
         #: the cluster assignment this run holds (``sync.checkpoint``); None: one node
         self.tenure = tenure
@@ -95,6 +100,11 @@ class Applier:
 
     def prepare(self, start: Position, incarnation: str) -> list[Position]:
         try:
+            if self.role is not None:
+                with self.conns[0].cursor() as cur:
+                    versions.ensure_table(cur)
+                    versions.purge(cur, self.role.pair, time.time() - RETENTION)
+                self.conns[0].commit()
             return checkpoint.prepare(
                 self.conns[0], self.task, incarnation, self.partitions, start, self.tenure
             )
@@ -150,6 +160,8 @@ class Applier:
 
     def _write(self, cur: Any, changes: TableChanges, checked: bool) -> list[conflict_log.Conflict]:
         if checked and changes.mapping.key:
+            if self.role is not None:
+                return write_converging(cur, changes, self.role)
             return write_checked(cur, changes, self.policy)
         _write_table(cur, changes)
         return []
@@ -274,7 +286,8 @@ def _one_by_one(changes: TableChanges) -> list[TableChanges]:
     out = []
     for key, row in changes.final.items():
         first = {key: changes.first[key]} if key in changes.first else {}
-        out.append(TableChanges(m, final={key: row}, first=first))
+        stamps = {key: changes.stamps[key]} if key in changes.stamps else {}
+        out.append(TableChanges(m, final={key: row}, first=first, stamps=stamps))
     return out
 
 

@@ -57,6 +57,8 @@ class TableChanges:
     #: key -> the row's image before the batch's first change to it (None: the
     #: source had no such row): what conflict handling expects the target to hold
     first: dict[tuple[Any, ...], tuple[Any, ...] | None] = field(default_factory=dict)
+    #: key -> commit time of the source transaction of the batch's last change to it
+    stamps: dict[tuple[Any, ...], float] = field(default_factory=dict)
     #: keyless tables: (op, before, after) in source order
     ordered: list[tuple[Op, tuple[Any, ...] | None, tuple[Any, ...] | None]] = field(
         default_factory=list
@@ -107,7 +109,7 @@ class Batch:
     def __bool__(self) -> bool:
         return self.transactions > 0
 
-    def add(self, change: RowChange, position: Position) -> None:
+    def add(self, change: RowChange, position: Position, commit_ts: float = 0.0) -> None:
         mapping = self.mapping_of(change)
         if mapping is None:  # not selected
             return
@@ -124,9 +126,10 @@ class Batch:
         new_key = None if after is None else tuple(after[i] for i in mapping.key)
         # An update that changes the key moves the row: the old key becomes absent.
         if old_key is not None and old_key != new_key:
-            self._set(mapping, old_key, None, position, before)
+            self._set(mapping, old_key, None, position, before, commit_ts)
         if new_key is not None:
-            self._set(mapping, new_key, after, position, before if old_key == new_key else None)
+            same = old_key == new_key
+            self._set(mapping, new_key, after, position, before if same else None, commit_ts)
 
     def end_transaction(self, position: Position, commit_ts: float, now: float) -> None:
         self.transactions += 1
@@ -142,6 +145,7 @@ class Batch:
         row: tuple[Any, ...] | None,
         position: Position,
         before: tuple[Any, ...] | None,
+        commit_ts: float,
     ) -> None:
         # Checked apply (conflict detection) of a table with another unique key keeps
         # the whole table in one partition: a unique value moving from one row to
@@ -154,6 +158,7 @@ class Batch:
             changes = self._table(p, mapping)
             changes.final[key] = row
             changes.first.setdefault(key, before)
+            changes.stamps[key] = commit_ts
 
     def _skipped(self, partition: int, position: Position) -> bool:
         return self.skip_upto is not None and position <= self.skip_upto[partition]

@@ -48,6 +48,12 @@ _DDL = (
 OVERWRITTEN = "overwritten"  # the source's row replaced the target's
 KEPT_TARGET = "kept target"  # ignored: the target's row stays
 FAILED = "failed"  # cannot apply (missing row, or a unique key clash): skipped
+#: converging policies (``sync.convergence``): the winner, on both sides
+SOURCE_WON = "source won"
+TARGET_WON = "target won"
+
+#: which side's row a resolution keeps (as the recording task sees its sides)
+WINNERS = {OVERWRITTEN: "source", SOURCE_WON: "source", KEPT_TARGET: "target", TARGET_WON: "target"}
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,8 @@ class ConflictRecord:
     position: str
     commit_ts: float | None
     recorded_at: float
+    #: "source" or "target": whose row the resolution kept; None: none (failed)
+    winner: str | None = None
 
 
 def ensure_table(cur: Any) -> None:
@@ -182,6 +190,7 @@ def list_conflicts(
             position=str(r[11]),
             commit_ts=None if r[12] is None else float(r[12]),
             recorded_at=float(r[13]),
+            winner=WINNERS.get(str(r[10])),
         )
         for r in rows
     ]

@@ -31,6 +31,7 @@ from duosync.spec import ConflictPolicy, TaskSpec
 from duosync.sync.applier import Applier
 from duosync.sync.batch import Batch
 from duosync.sync.checkpoint import Tenure
+from duosync.sync.convergence import Part, Role
 from duosync.sync.ddl import SchemaSync
 from duosync.sync.heartbeat import SourceHeartbeat
 from duosync.sync.loopguard import LoopGuard
@@ -92,6 +93,7 @@ def run_incremental(
     opposite: str | None = None,
     ddl: bool = True,
     tenure: Tenure | None = None,
+    role: Role | None = None,
 ) -> SyncStats:
     """Sync from *start* (first run of this *incarnation* of the task, see
     ``sync.checkpoint.prepare``) or the target's checkpoints until *stop* is set;
@@ -105,11 +107,17 @@ def run_incremental(
     sync), transactions carrying that task's marker are dropped. Without *ddl* (a
     reverse task), DDL is not applied, only noted so that rows map onto the tables
     as they are now. *tenure* is the cluster assignment the run holds: its commits
-    are fenced by it (``sync.checkpoint``; ``Fenced`` once a newer one exists)."""
+    are fenced by it (``sync.checkpoint``; ``Fenced`` once a newer one exists).
+
+    *role* is the task's part in a converging pair (``sync.convergence``): the
+    decider applies with its policy; the echo applies idempotently and keeps the
+    opposite task's transactions (only its own are dropped)."""
     stats = stats if stats is not None else SyncStats()
     partitions = spec.options.write_concurrency
     mapper = Mapper(spec)
     policy = spec.conflict_policy
+    if role is not None and role.part is Part.ECHO:
+        policy, opposite = None, None
     applier = Applier(
         spec.target,
         spec.name,
@@ -117,6 +125,7 @@ def run_incremental(
         policy or ConflictPolicy.OVERWRITE,
         on_data_error=spec.options.on_data_error,
         tenure=tenure,
+        role=role,
     )
     if policy is None:
         checked_after = None
@@ -295,13 +304,13 @@ def _loop(
                 # CREATE TABLE ... SELECT: the new table's rows share the transaction.
                 for row in item.changes:
                     if isinstance(row, RowChange):
-                        batch.add(row, item.position)
+                        batch.add(row, item.position, item.commit_ts)
                 batch.end_transaction(item.position, item.commit_ts, now)
                 flush(everyone=True)
                 continue
             for row in item.changes:
                 if isinstance(row, RowChange):
-                    batch.add(row, item.position)
+                    batch.add(row, item.position, item.commit_ts)
             batch.end_transaction(item.position, item.commit_ts, now)
             moved = item.position
         elif isinstance(item, Heartbeat):

@@ -456,13 +456,14 @@
         return;
       }
       conflictsBox.appendChild(el("table", { class: "grid small" },
-        el("thead", {}, el("tr", {}, ["#", "Table", "Op", "Key", "Resolution", "Reason", "Before", "After", "Target row", "At"].map((h) => el("th", { scope: "col", text: h })))),
+        el("thead", {}, el("tr", {}, ["#", "Table", "Op", "Key", "Resolution", "Winner", "Reason", "Before", "After", "Target row", "At"].map((h) => el("th", { scope: "col", text: h })))),
         el("tbody", {}, list.map((c) => el("tr", { "data-testid": "conflict-row" },
           el("td", { text: c.id }),
           el("td", { text: c.table }),
           el("td", { text: c.op }),
           el("td", { class: "mono", text: fmtJson(c.key) }),
           el("td", { text: c.resolution }),
+          el("td", { "data-testid": "conflict-winner", text: c.winner ? c.winner + "'s row" : "\u2014" }),
           el("td", { text: c.reason }),
           el("td", { class: "mono", text: fmtJson(c.before) }),
           el("td", { class: "mono", text: fmtJson(c.after) }),
