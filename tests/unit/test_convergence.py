@@ -98,7 +98,7 @@ def test_the_winner_side_is_the_arbiter_and_its_writer_decides() -> None:
     forward, reverse = role_of(s, reverse=False), role_of(s, reverse=True)
     assert forward is not None and forward.part is Part.ECHO
     assert reverse is not None and reverse.part is Part.DECIDER
-    assert reverse.pair == "t1" and not reverse.rowscn  # writes the MariaDB source
+    assert reverse.pair == "t1.reverse" and not reverse.rowscn  # writes the MariaDB source
 
 
 def test_lww_arbiter_is_the_oceanbase_side() -> None:

@@ -44,7 +44,7 @@ from duosync.core.positions import Position, position_from
 from duosync.endpoints.mysql.dialect import qualified, quote_ident
 from duosync.endpoints.mysql.inspector import OMS_DATABASE
 from duosync.errors import ConfigError, Fenced, RetriableError
-from duosync.sync import conflict_log
+from duosync.sync import conflict_log, versions
 
 TABLE = qualified(OMS_DATABASE, "duosync_checkpoint")
 
@@ -213,6 +213,7 @@ def _prepare_rows(
         if not rows:
             # A new life of the task: conflicts an earlier one recorded are not its.
             conflict_log.forget(cur, task)
+            versions.forget(cur, task)
             cur.executemany(
                 f"INSERT INTO {TABLE}"
                 " (task, part, incarnation, position, commit_ts, applied_at, epoch)"

@@ -98,7 +98,7 @@ class Role:
 
     part: Part
     policy: ConflictPolicy
-    #: the forward task's name: the pair's name in the registry
+    #: the decider's task name: its entries in the registry (``sync.versions``)
     pair: str
     #: the target is OceanBase: rows are dated by ORA_ROWSCN
     rowscn: bool = False
@@ -139,7 +139,7 @@ def role_of(forward: TaskSpec, reverse: bool) -> Role | None:
     return Role(
         part=Part.DECIDER if decider else Part.ECHO,
         policy=policy,
-        pair=forward.name,
+        pair=forward.reverse_name if reverse else forward.name,
         rowscn=target.flavor is Flavor.OCEANBASE,
         lww_columns=columns,
     )

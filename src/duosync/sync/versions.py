@@ -1,12 +1,13 @@
 """The row-version registry of a converging pair, on the arbiter in
 ``oms.duosync_row_version`` (``sync.convergence``).
 
-One entry per key the decider wrote (or kept): the time that dates the row state
-it left, a digest of that row computed by the arbiter server (so a later
-application write to the row shows as a different digest), or ``deleted`` for a
-tombstone. Written in the decider's transaction, so it always describes what that
-transaction left. Keys are identified by an MD5 of their JSON text (values as the
-decider's change stream gives them: the same stream always gives the same text).
+Entries are the deciding task's (``pair`` is its name). One entry per key the
+decider wrote (or kept): the time that dates the row state it left, a digest of that
+row computed by the arbiter server (so a later application write to the row shows as
+a different digest), or ``deleted`` for a tombstone. Written in the decider's
+transaction, so it always describes what that transaction left. Keys are identified
+by an MD5 of their JSON text (values as the decider's change stream gives them: the
+same stream always gives the same text).
 """
 
 from __future__ import annotations
@@ -64,7 +65,10 @@ def lookup(cur: Any, pair: str, table: str, keys: Sequence[Sequence[Any]]) -> di
     found: dict[str, Entry] = {}
     hashes = [key_hash(k) for k in keys]
     for start in range(0, len(hashes), _CHUNK):
+        # padded to a few list lengths: one plan each on OceanBase (sync.converging)
         part = hashes[start : start + _CHUNK]
+        size = next(n for n in (1, 4, 16, 64, 200, _CHUNK) if n >= len(part))
+        part += [part[-1]] * (size - len(part))
         cur.execute(
             f"SELECT key_hash, ts, digest, deleted FROM {TABLE}"
             f" WHERE pair = %s AND tbl = %s AND key_hash IN ({', '.join(['%s'] * len(part))})",
@@ -93,6 +97,12 @@ def purge(cur: Any, pair: str, older_than: float) -> None:
     cur.execute(f"DELETE FROM {TABLE} WHERE pair = %s AND stamped_at < %s", (pair, older_than))
 
 
-def forget(cur: Any, pair: str) -> None:
-    """Drop a pair's entries (a new life of a task with this name)."""
-    cur.execute(f"DELETE FROM {TABLE} WHERE pair = %s", (pair,))
+def forget(cur: Any, task: str) -> None:
+    """Drop a deciding task's entries (a new life of a task with this name)."""
+    cur.execute(
+        "SELECT COUNT(*) FROM information_schema.TABLES"
+        " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = 'duosync_row_version'",
+        (OMS_DATABASE,),
+    )
+    if cur.fetchone()[0]:
+        cur.execute(f"DELETE FROM {TABLE} WHERE pair = %s", (task,))
