@@ -104,5 +104,5 @@ def forget(cur: Any, task: str) -> None:
         " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = 'duosync_row_version'",
         (OMS_DATABASE,),
     )
-    if cur.fetchone()[0]:
+    if int(cur.fetchone()[0]):  # text connections answer "0"
         cur.execute(f"DELETE FROM {TABLE} WHERE pair = %s", (task,))
