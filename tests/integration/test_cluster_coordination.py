@@ -102,7 +102,9 @@ def test_epochs_grow_with_every_move_and_across_a_zookeeper_restart(
         a.set_drain("a", False)
         zookeeper.kill9()
         zookeeper.restart()
-        _wait("the nodes to be usable again", lambda: a.usable and b.usable)
+        # After a kill -9 ZooKeeper restarts its sessions slowly on a loaded machine (seen
+        # once past 20 s in a full run): the point here is the epochs, not the speed.
+        _wait("the nodes to be usable again", lambda: a.usable and b.usable, timeout=90.0)
         b.close()  # the task's node leaves: it moves back under a larger epoch
         _wait("b to be gone", lambda: [n.name for n in a.nodes()] == ["a"])
         leader.tick()
