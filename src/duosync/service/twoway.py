@@ -183,7 +183,7 @@ def run_reverse(
         opposite=forward.name,
         ddl=False,
         tenure=tenure,
-        role=role_of(forward, reverse=True),
+        role=role,
     )
 
 
