@@ -250,21 +250,40 @@ def _diff(rows_a: list[Row], rows_b: list[Row], limit: int = 25) -> str:
     return "\n".join(lines)
 
 
-def _converge(pair: Pair, timeout: float = 120) -> list[Row]:
-    """Wait until both sides hold the same rows; returns them."""
-    deadline = time.monotonic() + timeout
-    while True:
-        for p in pair.procs:
-            p.check()
-        rows_a, rows_b = pair.rows()
-        if rows_a == rows_b:
-            return rows_a
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"both sides did not converge in {timeout:.0f}s:\n{_diff(rows_a, rows_b)}\n"
-                + _logs(pair.procs)
-            )
-        time.sleep(0.5)
+#: sentinel keys (``_settle``): beyond the hot keys, one per round trip
+_SENTINEL = 1_000_000
+
+
+def _settle(pair: Pair, timeout: float = 180) -> list[Row]:
+    """Once the writers stopped: prove both tasks have applied everything, by
+    causality rather than by a quiet spell (a decider's batch on OceanBase can run
+    longer than any window, with both sides equal at an older state meanwhile).
+
+    A new key written on one side and seen on the other means the task carrying
+    that direction applied everything its stream held before it. Three round trips
+    a -> b -> a -> b cover both placements of the arbiter: the follower's backlog
+    reaches the arbiter, then the arbiter's (the decider's verdicts included)
+    reaches the follower. Nothing is pending after that but the decider dropping
+    the echo's writes, so the sides must be equal now; returns their rows."""
+    hops = ((pair.a, pair.db_a, pair.b, pair.db_b), (pair.b, pair.db_b, pair.a, pair.db_a))
+    for n in range(3):
+        source, db_s, target, db_t = hops[n % 2]
+        key = _SENTINEL + n
+        run_sql(
+            source,
+            [f"INSERT INTO t VALUES ({key}, 'sentinel', 'x', 0, UTC_TIMESTAMP(6))"],
+            db_s,
+        )
+        deadline = time.monotonic() + timeout
+        while not query(target, f"SELECT 1 FROM `{db_t}`.t WHERE id = {key}"):
+            for p in pair.procs:
+                p.check()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"sentinel {key} did not arrive\n" + _logs(pair.procs))
+            time.sleep(0.2)
+    rows_a, rows_b = pair.rows()
+    assert rows_a == rows_b, f"caught up, yet the sides differ:\n{_diff(rows_a, rows_b)}"
+    return rows_a
 
 
 def _stays_equal(pair: Pair, seconds: float = 5) -> None:
@@ -525,7 +544,7 @@ def test_contention_converges(
             assert w.error is None, f"writer {w.side}: {w.error!r}"
             assert w.transactions > 50, f"writer {w.side}: the load did not run"
         started = time.monotonic()
-        rows = _converge(pair)
+        rows = _settle(pair)
         took = time.monotonic() - started
         _stays_equal(pair)
         _assert_quiet(pair)
