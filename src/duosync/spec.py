@@ -63,6 +63,8 @@ from duosync.spec_options import Placement as Placement
 from duosync.spec_options import ReverseOptions as ReverseOptions
 from duosync.spec_options import Strategy as Strategy
 from duosync.spec_values import ConflictPolicy as ConflictPolicy
+from duosync.spec_values import DdlKind as DdlKind
+from duosync.spec_values import DmlKind as DmlKind
 from duosync.spec_values import MigrationType as MigrationType
 from duosync.spec_values import NonEmptyTarget as NonEmptyTarget
 from duosync.spec_values import OnDataError as OnDataError

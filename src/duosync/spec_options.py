@@ -6,9 +6,10 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
+    BeforeValidator,
     Field,
     field_validator,
     model_validator,
@@ -18,11 +19,14 @@ from duosync.spec_names import SpecModel
 from duosync.spec_values import (
     DEFAULT_RETRY_FOR,
     ConflictPolicy,
+    DdlKind,
+    DmlKind,
     Duration,
     NonEmptyTarget,
     OnDataError,
     Side,
     StorageFormat,
+    parse_ddl_kinds,
 )
 
 
@@ -96,6 +100,15 @@ class Options(SpecModel):
     #: incremental sync: a row the target refuses stops the task, or is recorded in
     #: the conflict log and skipped
     on_data_error: OnDataError = OnDataError.STOP
+    #: incremental sync: the row changes it carries, any non-empty subset (e.g. an
+    #: archive target that never deletes: [insert, update]); applied to a change as
+    #: it reaches the target, after a row filter turned it into an insert or delete
+    dml: tuple[DmlKind, ...] = Field(default=tuple(DmlKind), min_length=1)
+    #: incremental sync: the schema changes it carries; false for none
+    ddl: Annotated[tuple[DdlKind, ...], BeforeValidator(parse_ddl_kinds)] = tuple(DdlKind)
+    #: create the source's procedures, functions and events on the target, and its
+    #: triggers where they cannot fire twice on replicated rows (README, Routines)
+    routines: bool = False
     #: in a cluster: the strategy that picks the task's node, and the labels it needs
     placement: Placement = Field(default_factory=Placement)
 

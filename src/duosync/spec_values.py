@@ -54,6 +54,34 @@ class ConflictPolicy(StrEnum):
         return self in (ConflictPolicy.LAST_WRITER_WINS, ConflictPolicy.SITE_PRIORITY)
 
 
+class DmlKind(StrEnum):
+    """A kind of row change incremental sync may carry (``options.dml``)."""
+
+    INSERT = "insert"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+class DdlKind(StrEnum):
+    """A kind of schema change incremental sync may carry (``options.ddl``)."""
+
+    CREATE = "create"  #: CREATE TABLE / VIEW / INDEX
+    ALTER = "alter"  #: ALTER TABLE (columns, keys, options)
+    DROP = "drop"  #: DROP TABLE / VIEW / INDEX
+    RENAME = "rename"  #: RENAME TABLE, ALTER TABLE ... RENAME
+    TRUNCATE = "truncate"  #: TRUNCATE TABLE
+
+
+def parse_ddl_kinds(value: Any) -> Any:
+    """``options.ddl``: true (every kind, the default), false (none) or a list of
+    kinds."""
+    if value is True:
+        return tuple(DdlKind)
+    if value is False or value is None:
+        return ()
+    return value
+
+
 class Side(StrEnum):
     """A side of a two-way sync, named as the forward task sees it."""
 
