@@ -42,6 +42,7 @@ from pydantic import (
 from duosync.config import Endpoint, Flavor
 from duosync.core.catalog import Catalog, Table, View
 from duosync.errors import ConfigError
+from duosync.spec_filters import event_problem
 from duosync.spec_names import (
     ColumnName,
     Condition,
@@ -84,12 +85,29 @@ class Selection(SpecModel):
     wildcards (``*`` any run, ``?`` one character, ``[abc]`` a class), matched
     case-sensitively and part by part (``*`` never crosses the dot). Rules never match
     system databases (``mysql``, ``information_schema``, ``oms``, ...).
+
+    ``import`` names a text file listing objects (``duosync.spec_import``); the
+    spec file's reader (``specfile.parse_spec``) merges its lines into ``objects``
+    and ``rename.tables`` and drops the field, so a validated spec never depends
+    on the file.
     """
 
     databases: tuple[DatabaseName, ...] = ()
     objects: tuple[ObjectName, ...] = ()
     include: tuple[Rule, ...] = ()
     exclude: tuple[Rule, ...] = ()
+    #: ``import`` in a spec (a Python keyword); always None once validated, and
+    #: never dumped, so a stored spec reloads without the file
+    import_file: str | None = Field(default=None, alias="import", exclude=True, repr=False)
+
+    @field_validator("import_file")
+    @classmethod
+    def _import_read(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError(
+                "the file is read when the spec is loaded (specfile.parse_spec), not by the model"
+            )
+        return value
 
     @model_validator(mode="after")
     def _selects_something(self) -> Selection:
@@ -285,12 +303,15 @@ class TaskSpec(SpecModel):
             self.types
         ):
             raise ValueError("options.heartbeat_seconds: needs 'incremental' in types")
-        if MigrationType.INCREMENTAL in self.types and self.filters:
-            raise ValueError(
-                "filters: row filters apply to the full migration only; incremental sync"
-                " would copy filtered-out rows when they change. Remove 'incremental' or"
-                " the filters"
-            )
+        if MigrationType.INCREMENTAL in self.types:
+            for table, condition in self.filters.items():
+                problem = event_problem(condition)
+                if problem is not None:
+                    raise ValueError(
+                        f"filters.{table}: incremental sync evaluates the filter on every"
+                        f" change of the table, and this one cannot be: {problem}. Write"
+                        " a condition on the row's columns only, or remove 'incremental'"
+                    )
         self._check_two_way()
         self._check_convergence()
         self._check_known_targets()
@@ -357,6 +378,18 @@ class TaskSpec(SpecModel):
             )
         if self.name.endswith(REVERSE_SUFFIX):
             raise ValueError(f"name: must not end with {REVERSE_SUFFIX!r} (reverse tasks use it)")
+        policy = self.options.conflict
+        if self.filters and policy is not None and policy.converging:
+            raise ValueError(
+                f"filters: a filtered two-way pair cannot use conflict: {policy} (a decided"
+                " row may lie outside the filter on one side); use overwrite or ignore, or"
+                " remove the filters"
+            )
+        if self.filters and self.options.dml != tuple(DmlKind):
+            raise ValueError(
+                "options.dml: a two-way pair carries every kind of row change; remove"
+                " options.dml, or use topology: one-way"
+            )
 
     @property
     def conflict_policy(self) -> ConflictPolicy | None:

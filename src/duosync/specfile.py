@@ -1,12 +1,13 @@
 """Reading a task spec file: YAML to a validated ``TaskSpec``, and every problem to
 one ``ConfigError`` that names the file and the field path and never quotes a
-password (the models themselves are in ``duosync.spec``)."""
+password (the models themselves are in ``duosync.spec``). A ``select.import`` file
+is read here and merged into the spec (``duosync.spec_import``)."""
 
 from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from pydantic_core import ErrorDetails
 from duosync.config import Endpoint, redact_url
 from duosync.errors import ConfigError
 from duosync.spec import Options, Renames, ReverseOptions, Selection, TaskSpec, show_value
+from duosync.spec_import import ImportedObject, parse_objects, read_objects
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -76,11 +78,24 @@ def load_spec(path: Path) -> TaskSpec:
         raise ConfigError(f"{origin}: {where}invalid YAML: {problem}") from None
     except yaml.YAMLError:
         raise ConfigError(f"{origin}: invalid YAML") from None
-    return parse_spec(data, origin)
+    return parse_spec(data, origin, path.parent)
 
 
-def parse_spec(data: object, origin: str = "<spec>") -> TaskSpec:
-    """Validate already-parsed spec data (a mapping); *origin* names it in errors."""
+def parse_spec(
+    data: object,
+    origin: str = "<spec>",
+    base_dir: Path | None = Path(),
+    *,
+    objects_text: str | None = None,
+) -> TaskSpec:
+    """Validate already-parsed spec data (a mapping); *origin* names it in errors.
+
+    A relative ``select.import`` is read from *base_dir* (default: the current
+    directory); with *base_dir* None, ``select.import`` is refused (data sent over
+    the network must not read the server's files). *objects_text* holds lines in
+    the same format, given directly (the console's object list), named
+    ``objects_text`` in messages. Both are merged into ``select.objects`` and
+    ``rename.tables`` before validation: the spec keeps no trace of them."""
     if data is None:
         raise ConfigError(f"{origin}: the spec is empty", hint="see examples/*.yaml")
     if not isinstance(data, dict):
@@ -89,12 +104,82 @@ def parse_spec(data: object, origin: str = "<spec>") -> TaskSpec:
             f"{origin}: expected a mapping of fields (name, source, target, select, ...)"
             f" at the top level, not {kind}"
         )
+    data = _imported(data, origin, base_dir)
+    if objects_text is not None:
+        try:
+            data = _merge_objects(data, parse_objects(objects_text, "objects_text"), "objects_text")
+        except ConfigError as exc:
+            raise ConfigError(f"{origin}: {exc.message}", hint=exc.hint) from None
     try:
         return TaskSpec.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{origin}: {_describe(exc)}") from None
     except ConfigError as exc:  # defensive: any endpoint error that escaped its field
         raise ConfigError(f"{origin}: {exc.message}", hint=exc.hint) from None
+
+
+# -- select.import -------------------------------------------------------------------------
+
+
+def _imported(data: dict[Any, Any], origin: str, base_dir: Path | None) -> dict[Any, Any]:
+    """*data* with its ``select.import`` file read and merged (a new mapping)."""
+    select = data.get("select")
+    if not isinstance(select, dict) or "import" not in select:
+        return data
+    value = select["import"]
+    where = f"{origin}: select.import"
+    if base_dir is None:
+        raise ConfigError(
+            f"{where}: not accepted here: it would read a file on the server",
+            hint="send the file's lines as objects_text",
+        )
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(
+            f"{where}: give the path of a text file listing the objects, one db.table"
+            " per line (relative to the spec file's directory)"
+        )
+    try:
+        objects = read_objects(base_dir.joinpath(Path(value).expanduser()).absolute(), value)
+        merged = _merge_objects(data, objects, value)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc.message}", hint=exc.hint) from None
+    merged_select = dict(merged["select"])
+    del merged_select["import"]
+    return {**merged, "select": merged_select}
+
+
+def _merge_objects(
+    data: dict[Any, Any], objects: Sequence[ImportedObject], name: str
+) -> dict[Any, Any]:
+    """*data* with *objects* added to ``select.objects`` (once each) and their
+    targets to ``rename.tables``; a target that differs from the one
+    ``rename.tables`` gives is an error. Fields of the wrong shape are left as they
+    are, for validation to report."""
+    out = dict(data)
+    select = out.get("select", {})
+    if isinstance(select, dict):
+        select = dict(select)
+        listed = select.get("objects", [])
+        if isinstance(listed, list | tuple):
+            extra = [o.source for o in objects if o.source not in listed]
+            select["objects"] = [*listed, *extra]
+        out["select"] = select
+    renamed = [o for o in objects if o.target is not None]
+    if not renamed:
+        return out
+    rename = out.get("rename", {})
+    if not isinstance(rename, dict) or not isinstance(rename.get("tables", {}), dict):
+        return out
+    tables = dict(rename.get("tables", {}))
+    for o in renamed:
+        given = tables.setdefault(o.source, o.target)
+        if given != o.target:
+            raise ConfigError(
+                f"{name}:{o.line}: {o.source} is renamed to {show_value(o.target)} here but to"
+                f" {show_value(given)} by rename.tables; give its target once"
+            )
+    out["rename"] = {**rename, "tables": tables}
+    return out
 
 
 _MAX_SHOWN = 3
@@ -146,7 +231,9 @@ def _unknown_field(parent: tuple[Any, ...], key: str) -> str:
     model = _MODELS_AT.get(parent)
     if model is None:
         return "unknown field"
-    allowed = sorted(model.model_fields) + (["url"] if model is Endpoint else [])
+    # a field with an alias (select.import) is written by its alias
+    written = [field.alias or name for name, field in model.model_fields.items()]
+    allowed = sorted(written) + (["url"] if model is Endpoint else [])
     close = difflib.get_close_matches(key, allowed, n=1)
     if close:
         return f"unknown field (did you mean {close[0]}?)"

@@ -107,6 +107,37 @@ def test_bad_input_gets_a_4xx_that_says_why(
     assert "task is released: cannot start" in start.json()["error"]
 
 
+def test_objects_text_selects_and_renames_and_a_bad_line_is_named(client: TestClient) -> None:
+    # creating a task connects to no server: no sandbox needed
+    spec = {
+        "name": "listed",
+        "source": "mariadb://root@127.0.0.1:13306",
+        "target": "oceanbase://root@127.0.0.1:12881",
+        "select": {"databases": ["billing"]},
+    }
+    bad = client.post("/api/v1/tasks", json={**spec, "objects_text": "shop.a\n# x\nshop\n"})
+    assert bad.status_code == 422
+    assert bad.json()["error"].startswith("request body: objects_text:3: 'shop' is not db.table")
+    twice = client.post("/api/v1/tasks", json={**spec, "objects_text": "shop.a\nshop.a x.a"})
+    assert twice.status_code == 422 and "lines 1 and 2" in twice.json()["error"]
+    not_text = client.post("/api/v1/tasks", json={**spec, "objects_text": ["shop.a"]})
+    assert not_text.status_code == 422 and "objects_text" in not_text.json()["error"]
+    # the API never reads a file on the server
+    server_file = client.post("/api/v1/tasks", json={**spec, "select": {"import": "/etc/hostname"}})
+    assert server_file.status_code == 422
+    assert "select.import: not accepted here" in server_file.json()["error"]
+    assert client.get("/api/v1/tasks").json() == []  # nothing was stored
+
+    text = "shop.orders\nshop.customers crm.clients  # renamed\n"
+    created = client.post("/api/v1/tasks", json={**spec, "objects_text": text})
+    assert created.status_code == 201, created.text
+    stored = created.json()["spec"]
+    assert stored["select"]["databases"] == ["billing"]
+    assert stored["select"]["objects"] == ["shop.orders", "shop.customers"]
+    assert stored["rename"]["tables"] == {"shop.customers": "crm.clients"}
+    assert "objects_text" not in stored and "import" not in stored["select"]
+
+
 def test_a_task_s_life_through_the_api(
     client: TestClient,
     mariadb1: Endpoint,

@@ -610,7 +610,8 @@ def test_unknown_keys_are_refused_with_their_path(overrides: dict[str, Any], exp
 def test_unknown_key_without_a_close_match_lists_allowed_fields() -> None:
     msg = spec_error(select={"databases": ["shop"], "zzz": 1})
     assert msg == (
-        "task.yaml: select.zzz: unknown field (allowed: databases, exclude, include, objects)"
+        "task.yaml: select.zzz: unknown field"
+        " (allowed: databases, exclude, import, include, objects)"
     )
 
 

@@ -188,8 +188,20 @@ def create_app(
     @app.post(f"{API}/tasks", dependencies=auth, status_code=201, tags=["tasks"])
     def create_task(st: Store, body: dict[str, Any]) -> dict[str, Any]:
         """Create a task from a spec: the fields of a YAML task spec, as JSON. It is
-        not started: POST .../start runs its pre-checks, then its phases."""
-        spec = parse_spec(body, "request body")
+        not started: POST .../start runs its pre-checks, then its phases.
+
+        Next to the spec's fields, ``objects_text`` (a string) may list objects to
+        select, in the format of a ``select.import`` file (one ``db.table
+        [target_db.target_table]`` per line); ``select.import`` itself is refused,
+        as it would read a file on the server."""
+        fields = dict(body)
+        text = fields.pop("objects_text", None)
+        if text is not None and not isinstance(text, str):
+            raise ConfigError(
+                "request body: objects_text: give the lines as one string",
+                hint="one db.table [target_db.target_table] per line",
+            )
+        spec = parse_spec(fields, "request body", base_dir=None, objects_text=text)
         tasks.create_task(st, spec)
         return shown(st, spec.name)
 

@@ -184,6 +184,7 @@ def run_reverse(
         ddl=False,
         tenure=tenure,
         role=role,
+        pair_filters=dict(forward.filters),
     )
 
 

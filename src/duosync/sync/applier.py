@@ -120,7 +120,9 @@ class Applier:
         policy (``sync.conflicts``); otherwise with idempotent REPLACE/DELETE."""
         assert batch.last is not None
         position = batch.last
-        work = [p for p in range(self.partitions) if all_partitions or batch.parts[p]]
+        work = [
+            p for p in range(self.partitions) if all_partitions or batch.parts[p] or batch.notes[p]
+        ]
         futures = [self.pool.submit(self._apply_partition, p, batch, position) for p in work]
         errors = [f.exception() for f in futures]
         for err in errors:
@@ -141,7 +143,7 @@ class Applier:
                         table = ".".join(changes.mapping.target)
                         conflicts += self._write(cur, changes, batch.checked)
                     self._finish(cur, p, batch, position, conflicts)
-                return len(conflicts)
+                return len(conflicts) + len(batch.notes[p])
             except pymysql.err.MySQLError as exc:
                 _rollback(conn)
                 error = self._error(exc, table, position, cur)
@@ -174,6 +176,7 @@ class Applier:
         position: Position,
         conflicts: list[conflict_log.Conflict],
     ) -> None:
+        conflicts = conflicts + batch.notes[p]
         conflict_log.record(cur, self.task, conflicts, position, batch.last_commit_ts)
         checkpoint.advance(cur, self.task, p, position, batch.last_commit_ts, self.tenure)
         checkpoint.confirm(self.tenure, self.task, position)
@@ -208,7 +211,7 @@ class Applier:
                             cur.execute("ROLLBACK TO SAVEPOINT duosync_row")
                             conflicts.append(self._refused(single, error, position))
                 self._finish(cur, p, batch, position, conflicts)
-            return len(conflicts)
+            return len(conflicts) + len(batch.notes[p])
         except pymysql.err.MySQLError as exc:
             _rollback(conn)
             raise self._error(exc, None, position) from None

@@ -26,6 +26,7 @@ from typing import Any
 
 from duosync.core.events import Op, RowChange
 from duosync.core.positions import Position
+from duosync.sync.conflict_log import Conflict
 
 #: A target table: (database, name).
 TableRef = tuple[str, str]
@@ -99,6 +100,9 @@ class Batch:
         self.mapping_of = mapping_of
         self.skip_upto = skip_upto
         self.parts: list[dict[TableRef, TableChanges]] = [{} for _ in range(partitions)]
+        #: per partition: changes not applied but recorded in the conflict log with
+        #: that partition's checkpoint (``refuse``), so exactly once like rows
+        self.notes: list[list[Conflict]] = [[] for _ in range(partitions)]
         self.transactions = 0
         self.rows = 0
         self.nbytes = 0
@@ -130,6 +134,33 @@ class Batch:
         if new_key is not None:
             same = old_key == new_key
             self._set(mapping, new_key, after, position, before if same else None, commit_ts)
+
+    def refuse(self, change: RowChange, position: Position, reason: str, resolution: str) -> None:
+        """Leave *change* out, recording it (with *reason* and *resolution*) in the
+        conflict log of the partition its row belongs to."""
+        mapping = self.mapping_of(change)
+        if mapping is None:
+            return
+        before = _project(change.before, mapping)
+        after = _project(change.after, mapping)
+        image = after if after is not None else before
+        key = tuple(image[i] for i in mapping.key) if image is not None and mapping.key else ()
+        p = partition_of(mapping.target, key, self.partitions)
+        if self._skipped(p, position):
+            return
+        self.notes[p].append(
+            Conflict(
+                table=".".join(mapping.target),
+                op=change.op.value,
+                key=key,
+                columns=mapping.columns,
+                before=before,
+                after=after,
+                current=None,
+                reason=reason,
+                resolution=resolution,
+            )
+        )
 
     def end_transaction(self, position: Position, commit_ts: float, now: float) -> None:
         self.transactions += 1

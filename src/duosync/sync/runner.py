@@ -21,13 +21,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from duosync.core.events import Heartbeat, RowChange, SchemaChange, Transaction
 from duosync.core.interfaces import ChangeStream
 from duosync.core.positions import Position
+from duosync.errors import DataError
 from duosync.migrate.ratelimit import RateLimiter
-from duosync.spec import ConflictPolicy, TaskSpec
+from duosync.spec import ConflictPolicy, OnDataError, TaskSpec
 from duosync.sync.applier import Applier
 from duosync.sync.batch import Batch
 from duosync.sync.checkpoint import Tenure
@@ -36,6 +37,7 @@ from duosync.sync.ddl import SchemaSync
 from duosync.sync.heartbeat import SourceHeartbeat
 from duosync.sync.loopguard import LoopGuard
 from duosync.sync.mapping import Mapper
+from duosync.sync.row_selection import OUTSIDE, Refusal, RowSelection
 from duosync.sync.streams import open_stream
 
 Say = Callable[[str], None]
@@ -94,6 +96,7 @@ def run_incremental(
     ddl: bool = True,
     tenure: Tenure | None = None,
     role: Role | None = None,
+    pair_filters: dict[str, str] | None = None,
 ) -> SyncStats:
     """Sync from *start* (first run of this *incarnation* of the task, see
     ``sync.checkpoint.prepare``) or the target's checkpoints until *stop* is set;
@@ -111,7 +114,10 @@ def run_incremental(
 
     *role* is the task's part in a converging pair (``sync.convergence``): the
     decider applies with its policy; the echo applies idempotently and keeps the
-    opposite task's transactions (only its own are dropped)."""
+    opposite task's transactions (only its own are dropped).
+
+    Row filters and ``options.dml`` choose what is applied (``sync.row_selection``);
+    a reverse task passes its forward task's filters as *pair_filters*."""
     stats = stats if stats is not None else SyncStats()
     partitions = spec.options.write_concurrency
     mapper = Mapper(spec)
@@ -132,6 +138,10 @@ def run_incremental(
     elif checked_after is None:
         checked_after = start
     guard = LoopGuard(spec.name, opposite)
+    if pair_filters is not None:
+        selection = RowSelection(spec, pair_filters, spec.target, guard=True)
+    else:
+        selection = RowSelection(spec, dict(spec.filters), spec.source)
     try:
         checkpoints = applier.prepare(start, incarnation)
         resume = min(checkpoints)
@@ -166,6 +176,7 @@ def run_incremental(
                 skip_before,
                 checked_after,
                 guard,
+                selection if selection.active else None,
             )
         finally:
             stop.set()
@@ -175,6 +186,7 @@ def run_incremental(
                 beat.close()
     finally:
         applier.close()
+        selection.close()
     return stats
 
 
@@ -209,6 +221,7 @@ def _loop(
     skip_before: float | None,
     checked_after: Position | None,
     guard: LoopGuard,
+    selection: RowSelection | None,
 ) -> None:
     replaying = replay_until > min(checkpoints)
     checking = checked_after is not None and min(checkpoints) >= checked_after
@@ -282,6 +295,11 @@ def _loop(
             if not batch:
                 stats.lag = max(0.0, time.time() - item.commit_ts)
             item = None
+        refused: list[Refusal] = []
+        if isinstance(item, Transaction) and selection is not None:
+            picked = selection.select(item.changes)
+            refused = picked.refused
+            item = replace(item, changes=tuple(picked.changes))
         if isinstance(item, Transaction):
             last_seen = item.position
             if replaying and item.position > replay_until:
@@ -311,6 +329,8 @@ def _loop(
             for row in item.changes:
                 if isinstance(row, RowChange):
                     batch.add(row, item.position, item.commit_ts)
+            for refusal in refused:
+                _refuse(spec, batch, refusal, item.position)
             batch.end_transaction(item.position, item.commit_ts, now)
             moved = item.position
         elif isinstance(item, Heartbeat):
@@ -339,6 +359,26 @@ def _loop(
             _progress(stats, say)
     flush()
     _progress(stats, say)
+
+
+def _refuse(spec: TaskSpec, batch: Batch, refusal: Refusal, position: Position) -> None:
+    """A change the pair's filter keeps off: it stops the task, or (skip) it is
+    recorded in the conflict log with the checkpoint of its row's partition."""
+    change = refusal.change
+    if spec.options.on_data_error is OnDataError.STOP:
+        values = zip(change.columns, change.after or (), strict=False)
+        row = ", ".join(f"{c}={v!r}" for c, v in values)
+        raise DataError(
+            f"{refusal.reason}; the row: {row[:300]}",
+            task=spec.name,
+            endpoint=spec.source.display,
+            table=f"{change.database}.{change.table}",
+            position=str(position),
+            hint="change the row on the target back into the filter (or delete it) and start"
+            " the task again, or set reverse.on_data_error: skip to record such changes in"
+            " the conflict log and leave them out",
+        )
+    batch.refuse(change, position, refusal.reason, OUTSIDE)
 
 
 def _state(stats: SyncStats, on_state: Callable[[str], None] | None) -> None:

@@ -18,6 +18,8 @@ window.duosync.create = (function (ds) {
     const topology = el("select", { id: "f-topology", "data-testid": "field-topology" },
       el("option", { value: "one-way", text: "one-way" }), el("option", { value: "two-way", text: "two-way" }));
     const databases = el("input", { id: "f-databases", "data-testid": "field-databases", placeholder: "shop, billing", autocomplete: "off" });
+    const objects = el("textarea", { id: "f-objects", rows: "4", class: "mono", spellcheck: "false", "data-testid": "field-objects",
+      placeholder: "shop.orders\nshop.customers crm.clients   # renamed on the target" });
     const renames = el("textarea", { id: "f-renames", rows: "3", "data-testid": "field-renames", placeholder: "shop=shop_v2" });
     const writeConcurrency = el("input", { id: "f-write-concurrency", type: "number", min: "1", max: "512", placeholder: "4", "data-testid": "field-write-concurrency" });
     const rate = el("input", { id: "f-rate", type: "number", min: "1", placeholder: "unlimited", "data-testid": "field-rate" });
@@ -39,6 +41,8 @@ window.duosync.create = (function (ds) {
       };
       const dbs = databases.value.split(",").map((s) => s.trim()).filter(Boolean);
       if (dbs.length) spec.select = { databases: dbs };
+      // parsed by the server (the select.import format), so its errors name the line
+      if (objects.value.trim()) spec.objects_text = objects.value;
       const map = {};
       for (const line of renames.value.split("\n")) {
         if (!line.trim()) continue;
@@ -71,6 +75,8 @@ window.duosync.create = (function (ds) {
         el("fieldset", {},
           el("legend", { text: "Objects and options" }),
           field("Databases to select", databases, "comma-separated"),
+          field("Objects (one per line: db.table [target_db.target_table])", objects,
+            "tables or views to select (the second name renames it on the target); # starts a comment"),
           field("Database renames", renames, "one per line: source=target"),
           field("Write concurrency", writeConcurrency, "threads writing the target (1-512)"),
           field("Rate limit (rows/s)", rate, "empty: unlimited"),
