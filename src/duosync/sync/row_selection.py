@@ -100,7 +100,7 @@ class RowSelection:
                     refused.append(Refusal(change, self._outside(change)))
                     continue
             else:
-                out = _filtered(change, *verdict)
+                out = as_filtered(change, *verdict)
             if out is not None and out.op in self.dml:
                 kept.append(out)
         return Selected(kept, refused)
@@ -164,7 +164,7 @@ class RowSelection:
             self.evaluator.close()
 
 
-def _filtered(change: RowChange, old: bool | None, new: bool | None) -> RowChange | None:
+def as_filtered(change: RowChange, old: bool | None, new: bool | None) -> RowChange | None:
     """A forward task's change of a filtered table, as the target must see it."""
     if change.op is Op.INSERT:
         return change if new else None

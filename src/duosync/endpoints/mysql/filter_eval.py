@@ -67,6 +67,21 @@ class FilterEvaluator:
         #: (table, columns) -> the scratch table (qualified) and its columns there
         self._scratch: dict[tuple[FilterTable, tuple[str, ...]], tuple[str, list[int]]] = {}
 
+    def prepare(self, where: FilterTable, columns: tuple[str, ...]) -> None:
+        """Create the scratch table of *where* and evaluate the condition on no row
+        (a pre-check: privileges, the condition against the table's columns)."""
+        scratch, _ = self._scratch_for(where, columns)
+        try:
+            with self._connection().cursor() as cur:
+                cur.execute(
+                    f"SELECT (({where.condition})) IS TRUE FROM {scratch}"
+                    f" AS {quote_ident(where.table)} WHERE 0"
+                )
+                cur.fetchall()
+        except pymysql.err.MySQLError as exc:
+            self._reset()
+            raise self._error(exc, where) from None
+
     def matches(
         self, where: FilterTable, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]]
     ) -> list[bool]:
