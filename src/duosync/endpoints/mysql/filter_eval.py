@@ -66,6 +66,8 @@ class FilterEvaluator:
         self._conn: Any = None
         #: (table, columns) -> the scratch table (qualified) and its columns there
         self._scratch: dict[tuple[FilterTable, tuple[str, ...]], tuple[str, list[int]]] = {}
+        #: OceanBase scratch tables made (kept across reconnects): ``close`` drops them
+        self._made: set[str] = set()
 
     def prepare(self, where: FilterTable, columns: tuple[str, ...]) -> None:
         """Create the scratch table of *where* and evaluate the condition on no row
@@ -175,6 +177,7 @@ class FilterEvaluator:
             cur.execute("CREATE DATABASE IF NOT EXISTS oms")
             cur.execute(f"DROP TABLE IF EXISTS {scratch}")
             cur.execute(f"CREATE TABLE {scratch} AS {body}")
+            self._made.add(scratch)
         else:
             scratch = qualified(where.database, name)
             cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {scratch}")
@@ -209,8 +212,10 @@ class FilterEvaluator:
         self._scratch.clear()
 
     def close(self) -> None:
-        if self._conn is not None and self.endpoint.flavor is Flavor.OCEANBASE:
-            with driver_errors(self.endpoint), self._conn.cursor() as cur:
-                for scratch, _ in set(self._scratch.values()):
+        """Drop what was made (temporary tables go with the connection)."""
+        if self._made:
+            with driver_errors(self.endpoint), self._connection().cursor() as cur:
+                for scratch in sorted(self._made):
                     cur.execute(f"DROP TABLE IF EXISTS {scratch}")
+            self._made.clear()
         self._reset()
