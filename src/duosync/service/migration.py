@@ -6,11 +6,16 @@ Order, and why:
 2. Schema: create missing databases and tables (secondary indexes deferred with
    post_indexing; foreign keys never yet). Existing identical tables are accepted;
    a different one stops the task before any data moves, naming its differences.
+   Then the source's procedures, functions and (disabled) events with
+   options.routines; every trigger, procedure, function and event is named in a
+   note either way (``schema.routines``).
 3. Full: on the first run, refuse non-empty targets (``stop``) and record the
    source's binlog position (the incremental handover; on OceanBase, install the
    capture triggers and take the log position) *before* planning chunks;
    then copy the pending chunks. A rerun resumes: chunks recorded done are skipped.
-4. After the data: deferred indexes, foreign keys, then views in dependency order.
+4. After the data: deferred indexes, foreign keys, then views in dependency order;
+   then, with options.routines and no incremental sync, the triggers (with
+   incremental sync they would fire again on replicated rows: left for cutover).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from duosync.migrate.chunks import Chunk, decode_key, encode_key, plan_chunks
 from duosync.migrate.copier import ChunkResult, CopyJob, run_copy, text_connect
 from duosync.migrate.indexes import build_deferred_indexes
 from duosync.migrate.ratelimit import RateLimiter
+from duosync.schema import routines
 from duosync.schema.compare import table_differences
 from duosync.schema.ddl import (
     Storage,
@@ -42,6 +48,7 @@ from duosync.schema.ddl import (
     create_table_sql,
     create_view_sql,
 )
+from duosync.schema.routines import Planned, Stage
 from duosync.schema.translate import Note, translate_table, translate_view
 from duosync.service import prechecks
 from duosync.service.live import Live
@@ -158,6 +165,7 @@ def run_phases(
     existing = {(t.database, t.name): t for d in target_cat.databases for t in d.tables}
     existing_views = {(v.database, v.name) for d in target_cat.databases for v in d.views}
     post = spec.options.post_indexing
+    objects: list[Planned] = []
     conn = connect(spec.target)
     try:
         if MigrationType.SCHEMA in spec.types and not resumed_in_sync:
@@ -173,6 +181,7 @@ def run_phases(
                 report,
                 say,
             )
+            objects = _objects(spec, store, tables, views, [], Stage.SCHEMA, report, say)
         if MigrationType.FULL in spec.types and not resumed_in_sync:
             _enter(store, spec.name, State.FULL_MIGRATION, live)
             _full_phase(spec, store, plans, report, say, live, stop)
@@ -189,6 +198,7 @@ def run_phases(
         if MigrationType.SCHEMA in spec.types and not resumed_in_sync:
             with driver_errors(spec.target):
                 _after_data(spec, conn, plans, views, existing_views, set(existing), post, say)
+            _objects(spec, store, tables, views, objects, Stage.AFTER_COPY, report, say)
     finally:
         conn.close()
     if MigrationType.INCREMENTAL in spec.types:
@@ -371,6 +381,36 @@ def _schema_phase(
                 ) from None
             report.created.append(want.qualified)
             say(f"created table {want.qualified}")
+
+
+def _objects(
+    spec: TaskSpec,
+    store: MetadataStore,
+    tables: list[Table],
+    views: list[View],
+    plans: list[Planned],
+    stage: Stage,
+    report: MigrationReport,
+    say: Say,
+) -> list[Planned]:
+    """Triggers, procedures, functions and events (``schema.routines``): at the
+    schema stage, inspect them and create what is created then; after the copy,
+    the triggers. Notes name every one in the report and in the task's history."""
+    if stage is Stage.SCHEMA:
+        conn = connect(spec.source)
+        try:
+            with driver_errors(spec.source), conn.cursor() as cur:
+                plans = routines.plan_spec(cur, spec, tables, views)
+        finally:
+            conn.close()
+    outcomes = routines.create_objects(spec.source, spec.target, plans, stage)
+    notes = routines.report_notes(plans, outcomes, stage)
+    for note in notes:
+        say(f"note: {note}")
+    report.notes.extend(notes)
+    if notes:
+        store.note(spec.name, "objects beyond tables and views: " + "; ".join(map(str, notes)))
+    return plans
 
 
 def _full_phase(

@@ -26,8 +26,10 @@ from duosync.core.catalog import Database, ServerInfo, Table, View
 from duosync.endpoints import open_inspector
 from duosync.endpoints.mysql.connection import Connection, connect, driver_errors
 from duosync.endpoints.mysql.dialect import qualified
+from duosync.endpoints.mysql.filter_eval import FilterEvaluator, FilterTable
 from duosync.endpoints.mysql.inspector import MySQLInspector
 from duosync.errors import ConfigError, DuosyncError, FatalError
+from duosync.schema import routines
 from duosync.service import precheck_privileges as privileges
 from duosync.service import precheck_server as server
 from duosync.service.prechecks import (
@@ -37,7 +39,7 @@ from duosync.service.prechecks import (
     keyless_tables,
     transaction_tables,
 )
-from duosync.spec import MigrationType, NonEmptyTarget, TaskSpec, Topology
+from duosync.spec import REVERSE_SUFFIX, MigrationType, NonEmptyTarget, TaskSpec, Topology
 
 #: oldest releases duosync supports, by family
 MIN_VERSIONS = {"mariadb": (10, 5), "mysql": (5, 7), "oceanbase": (4,)}
@@ -110,6 +112,8 @@ def task_prechecks(
                 )
             )
         items.append(("source.keyless_tables", [sel], lambda: _keyless(spec, sel)))
+        if not spec.name.endswith(REVERSE_SUFFIX):  # the forward task handles them
+            items.append(("source.routines", [source, sel], lambda: _routines(spec, source, sel)))
         if MigrationType.FULL in types:
             items.append(
                 (
@@ -298,6 +302,23 @@ def _keyless(spec: TaskSpec, sel: _Selection) -> CheckResult:
     return replace(result, detail=f"on {spec.source.display}: {result.detail}")
 
 
+def _routines(spec: TaskSpec, source: _Side, sel: _Selection) -> CheckResult:
+    """Triggers, procedures, functions and events of the selected databases, and
+    what the task does with each (``schema.routines``): a warning when any is left
+    behind, created disabled, or known to be refused by the target."""
+    conn, _info = source.ready()
+    with driver_errors(spec.source), conn.cursor() as cur:
+        plans = routines.plan_spec(cur, spec, sel.tables, sel.views)
+    status = Status.WARN if routines.needs_attention(plans) else Status.PASS
+    hint = (
+        "; set options.routines: true to create procedures, functions and events"
+        " (and triggers where they cannot fire twice)"
+        if plans and not spec.options.routines
+        else ""
+    )
+    return CheckResult("", status, f"on {spec.source.display}: {routines.summary(plans)}{hint}")
+
+
 def _non_empty(
     spec: TaskSpec, target: _Side, sel: _Selection, own_tables: frozenset[str]
 ) -> CheckResult:
@@ -400,8 +421,40 @@ def _filters(spec: TaskSpec, sel: _Selection) -> CheckResult:
             Status.FAIL,
             f"{table}{exc.message} ({spec.source.display}); fix the condition in filters",
         )
+    if MigrationType.INCREMENTAL in spec.types:
+        problem = _event_filters(spec, sel)
+        if problem is not None:
+            return CheckResult("", Status.FAIL, problem)
     return CheckResult(
         "",
         Status.PASS,
-        f"row filters of {', '.join(sorted(spec.filters))} are valid on {spec.source.display}",
+        f"row filters of {', '.join(sorted(spec.filters))} are valid on {spec.source.display}"
+        + (
+            ", on change events too (scratch table created)"
+            if MigrationType.INCREMENTAL in spec.types
+            else ""
+        ),
     )
+
+
+def _event_filters(spec: TaskSpec, sel: _Selection) -> str | None:
+    """Incremental sync evaluates filters on the source in a scratch table
+    (``endpoints.mysql.filter_eval``): it must be creatable there."""
+    evaluator = FilterEvaluator(spec.source, spec.name)
+    try:
+        for t in sel.tables:
+            condition = spec.filter_for(t.database, t.name)
+            if condition is not None:
+                where = FilterTable(t.database, t.name, condition, t.qualified)
+                evaluator.prepare(where, tuple(c.name for c in t.columns))
+    except DuosyncError as exc:
+        hint = (
+            "grant CREATE on the oms database"
+            if spec.source.flavor is Flavor.OCEANBASE
+            else "grant CREATE TEMPORARY TABLES on the filtered tables' databases"
+        )
+        return f"{exc.message}: incremental sync evaluates row filters there ({hint})"
+    finally:
+        with suppress(DuosyncError):
+            evaluator.close()
+    return None
