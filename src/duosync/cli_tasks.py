@@ -158,6 +158,24 @@ def task_resume(ctx: Context, name: str) -> None:
     _action(ctx, name, "resume")
 
 
+@task.command("cutover")
+@click.argument("name")
+@click.pass_obj
+def task_cutover(ctx: Context, name: str) -> None:
+    """Writes move to the target: create the triggers a one-way task with incremental
+    sync left for now (options.routines), then release the task. Pause it first."""
+    from duosync.service.cutover import cutover
+    from duosync.service.store import MetadataStore
+
+    with MetadataStore(ctx.store) as st:
+        outcomes = cutover(st, name, lambda line: click.echo(line, err=True))
+        record = st.get_task(name)
+    created = sum(1 for o in outcomes if o.created)
+    click.echo(
+        f"task {record.name}: {record.state.value}; {created} of {len(outcomes)} triggers created"
+    )
+
+
 @task.command("release")
 @click.argument("name")
 @click.pass_obj

@@ -15,9 +15,10 @@ import pytest
 from duosync.config import Endpoint
 from duosync.endpoints.mysql.connection import connect
 from duosync.schema import routines
+from duosync.service.cutover import cutover
 from duosync.service.precheck_items import task_prechecks
 from duosync.service.prechecks import Status
-from duosync.service.states import INCREMENTAL
+from duosync.service.states import INCREMENTAL, IllegalTransition, State
 from duosync.service.store import MetadataStore
 from duosync.service.tasks import run_spec
 from duosync.spec import TaskSpec
@@ -331,9 +332,13 @@ def test_incremental_task_leaves_triggers_for_cutover(
         worker.join(60)
         run_sql(mariadb2, ["DELETE FROM oms.duosync_checkpoint WHERE task = 'rt-inc'"])
     assert not errors, errors
-    # at cutover (no command yet), the same plans create them
-    plans = _plans(spec, src)
-    outcomes = routines.create_objects(spec.source, spec.target, plans, routines.Stage.CUTOVER)
+    # at cutover (the task stopped), the triggers are created and the task released
+    with MetadataStore.in_home(tmp_path / "home") as store:
+        assert store.get_task(spec.name).state not in INCREMENTAL
+        outcomes = cutover(store, spec.name, said.append)
+        assert store.get_task(spec.name).state is State.RELEASED
+        with pytest.raises(IllegalTransition):
+            cutover(store, spec.name, said.append)
     assert sorted(o.planned.obj.name for o in outcomes if o.created) == sorted(TRIGGERS)
     assert _objects(mariadb2, dst)["trigger"] == set(TRIGGERS)
 

@@ -14,9 +14,9 @@ events. What a task does with each (``options.routines``):
   already produced and that replication carries, so it is created only where no
   replicated row reaches it: a task without incremental sync creates it after the
   full copy (the copy writes rows as they are, with no trigger in the way). A task
-  with incremental sync never creates it: duosync has no cutover step, so it is
-  left behind, "create it at cutover" (``create_objects(..., Stage.CUTOVER)`` is the
-  step a cutover command would run).
+  with incremental sync creates it at cutover only (``duosync task cutover NAME``,
+  ``service.cutover``: the task paused, then released, so that nothing is
+  replicated into the table once the trigger exists).
 
 Definers are not kept: ``SHOW CREATE`` text is stripped of its ``DEFINER =`` clause
 and triggers are rebuilt from their parts, so every object's definer on the target
@@ -304,8 +304,8 @@ def _fate(
             return (
                 Fate.AT_CUTOVER,
                 "the task syncs incrementally: on the target it would fire again on rows"
-                " the source's trigger produced, which replication carries; duosync has no"
-                " cutover step: create it on the target when writes move there",
+                " the source's trigger produced, which replication carries; created at"
+                " cutover (duosync task cutover NAME, once the task is paused)",
                 None,
             )
         return Fate.CREATED_AFTER_COPY, "", None
