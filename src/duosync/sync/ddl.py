@@ -19,6 +19,19 @@ Translation:
 
 Selection: a statement is synced when a table it names is selected; with database
 or rule selection a newly created matching table is selected, so its rows follow.
+
+``options.ddl`` chooses the kinds carried (``classify``): CREATE TABLE/INDEX is
+``create``, ALTER TABLE ``alter`` (its RENAME [TO|AS] clause ``rename``), DROP
+TABLE/INDEX ``drop``, RENAME TABLE ``rename``, TRUNCATE ``truncate``. A statement
+is applied only when every kind it has is chosen (``ALTER TABLE t ADD c INT, RENAME
+TO u`` needs both alter and rename); otherwise it is skipped whole and noted. Rows
+keep flowing onto the target's tables as they are: the mapper forgets the tables
+the statement names, so a skipped ADD COLUMN leaves the new column out of the rows
+written, a skipped DROP COLUMN leaves the target's column to its default (NULL when
+nullable) in every row inserted, and in every row updated without a conflict policy
+(``REPLACE`` writes whole rows; a policy's UPDATE keeps the value), a NOT NULL
+column without a default making the target refuse them; a skipped CREATE or RENAME
+leaves no target table for the new name, whose rows are therefore not applied.
 """
 
 from __future__ import annotations
@@ -38,7 +51,7 @@ from duosync.errors import FatalError
 from duosync.migrate.copier import text_connect
 from duosync.schema.ddl import create_table_sql
 from duosync.schema.translate import translate_table
-from duosync.spec import TaskSpec
+from duosync.spec import DdlKind, TaskSpec
 from duosync.sync.applier import Applier
 from duosync.sync.mapping import Mapper
 
@@ -75,6 +88,19 @@ _KINDS = [
 ]
 _NAME_RE = re.compile(_QNAME)
 _SPLIT = re.compile(rf"^({_NAME})\s*\.\s*({_NAME})$")
+#: an ALTER TABLE clause renaming the table (not RENAME COLUMN / INDEX / KEY)
+_RENAME_CLAUSE = re.compile(
+    rf"\s*RENAME\s+(?:(?:TO|AS)\s+)?(?!(?:COLUMN|INDEX|KEY)\b)({_QNAME})\s*;?\s*$", re.I
+)
+#: ALTER TABLE clauses that say how, not what (no kind of their own)
+_HOW_CLAUSE = re.compile(r"\s*(?:ALGORITHM|LOCK)\s*=?\s*\w+\s*;?\s*$", re.I)
+#: views are classified (``options.ddl`` names them) but not synced
+_VIEW = re.compile(
+    r"^\s*(?:(CREATE)\s+(?:OR\s+REPLACE\s+)?|(ALTER)\s+|(DROP)\s+)"
+    r"(?:ALGORITHM\s*=\s*\w+\s+)?(?:DEFINER\s*=\s*\S+\s+)?(?:SQL\s+SECURITY\s+\w+\s+)?"
+    r"VIEW\b",
+    re.I,
+)
 
 
 @dataclass(frozen=True)
@@ -82,6 +108,8 @@ class Statement:
     kind: str
     #: (start, end, database, table) of every table name in the statement text
     names: tuple[tuple[int, int, str, str], ...]
+    #: what the statement does, as ``options.ddl`` names it
+    kinds: frozenset[DdlKind] = frozenset()
 
 
 def _unquote(part: str) -> str:
@@ -89,8 +117,44 @@ def _unquote(part: str) -> str:
     return part[1:-1].replace("``", "`") if part.startswith("`") else part
 
 
+def _clauses(text: str, start: int) -> list[tuple[int, int]]:
+    """(start, end) of the comma-separated clauses of *text* from *start*, commas
+    inside parentheses and quotes ignored."""
+    out: list[tuple[int, int]] = []
+    depth = 0
+    quote = ""
+    begin = i = start
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\" and quote != "`":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "'\"`":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth = max(0, depth - 1)
+        elif ch == "," and depth == 0:
+            out.append((begin, i))
+            begin = i + 1
+        i += 1
+    out.append((begin, len(text)))
+    return [(a, b) for a, b in out if text[a:b].strip(" \t\r\n;")]
+
+
+def _name(token: str, database: str) -> tuple[str, str]:
+    split = _SPLIT.match(token)
+    if split:
+        return _unquote(split.group(1)), _unquote(split.group(2))
+    return database, _unquote(token)
+
+
 def parse(ddl: str, database: str) -> Statement | None:
-    """The kind of a table DDL statement and the tables it names (None: not one)."""
+    """The kind of a table DDL statement and the tables it names (None: not one).
+    An ALTER TABLE's RENAME [TO|AS] clause names the new table too."""
     text = _COMMENTS.sub(lambda m: " " * len(m.group(0)), ddl)
     for kind, pattern in _KINDS:
         m = pattern.match(text)
@@ -102,14 +166,39 @@ def parse(ddl: str, database: str) -> Statement | None:
             token = n.group(0)
             if token.upper() == "TO":
                 continue
-            split = _SPLIT.match(token)
-            if split:
-                db, table = _unquote(split.group(1)), _unquote(split.group(2))
-            else:
-                db, table = database, _unquote(token)
-            names.append((base + n.start(), base + n.end(), db, table))
-        return Statement(kind, tuple(names))
+            names.append((base + n.start(), base + n.end(), *_name(token, database)))
+        if kind == "index":
+            kinds = {DdlKind.CREATE if text.lstrip()[:6].upper() == "CREATE" else DdlKind.DROP}
+        elif kind != "alter":
+            kinds = {DdlKind(kind)}
+        else:
+            kinds = set()
+            for a, b in _clauses(text, m.end()):
+                if _HOW_CLAUSE.match(text, a, b):
+                    continue
+                r = _RENAME_CLAUSE.match(text, a, b)
+                if r is None:
+                    kinds.add(DdlKind.ALTER)
+                    continue
+                kinds.add(DdlKind.RENAME)
+                names.append((r.start(1), r.end(1), *_name(r.group(1), database)))
+            kinds = kinds or {DdlKind.ALTER}
+        return Statement(kind, tuple(names), frozenset(kinds))
     return None
+
+
+def classify(ddl: str) -> frozenset[DdlKind]:
+    """The ``options.ddl`` kinds of a statement: empty for one that is not table,
+    index or view DDL (users, grants, databases, routines)."""
+    stmt = parse(ddl, "")
+    if stmt is not None:
+        return stmt.kinds
+    view = _VIEW.match(_COMMENTS.sub(lambda m: " " * len(m.group(0)), ddl))
+    if view is None:
+        return frozenset()
+    if view.group(1):
+        return frozenset({DdlKind.CREATE})
+    return frozenset({DdlKind.ALTER if view.group(2) else DdlKind.DROP})
 
 
 class SchemaSync:
@@ -122,6 +211,9 @@ class SchemaSync:
     def apply(self, change: SchemaChange, applier: Applier) -> None:
         stmt = parse(change.ddl, change.database)
         if stmt is None or not any(self.mapper.selected(db, t) for _, _, db, t in stmt.names):
+            return
+        if not stmt.kinds <= set(self.spec.options.ddl):
+            self._skip(change, stmt)
             return
         if any(self.spec.rename.columns.get(f"{db}.{t}") for _, _, db, t in stmt.names) and (
             stmt.kind == "alter"
@@ -154,6 +246,19 @@ class SchemaSync:
         finally:
             with contextlib.suppress(pymysql.err.MySQLError, OSError):
                 conn.close()
+        for _, _, db, t in stmt.names:
+            self.mapper.forget(db, t)
+
+    def _skip(self, change: SchemaChange, stmt: Statement) -> None:
+        """Leave the target as it is; rows keep mapping onto its tables as they are
+        now (the module docstring says what that means for each kind)."""
+        tables = ", ".join(dict.fromkeys(f"{db}.{t}" for _, _, db, t in stmt.names))
+        chosen = ", ".join(k.value for k in DdlKind if k in self.spec.options.ddl) or "none"
+        what = " + ".join(k.value for k in DdlKind if k in stmt.kinds)
+        self.say(
+            f"incremental: DDL not applied ({what} of {tables}; options.ddl carries {chosen}):"
+            f" {' '.join(change.ddl.split())[:200]}"
+        )
         for _, _, db, t in stmt.names:
             self.mapper.forget(db, t)
 

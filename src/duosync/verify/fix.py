@@ -17,6 +17,10 @@ A file of statements starts with the same settings.
 Only the rows the comparison kept (``scan.KEEP_KEYS`` per kind and table) are
 fixed; a table beyond that needs another ``verify --fix`` run, and a table without
 a key cannot be fixed row by row at all. ``notes`` says so.
+
+Rows kept by the task's ``options.dml`` (``scan.TableState.set_aside``: e.g. extra
+rows of a task that does not carry deletes) are not differences and are left as
+they are.
 """
 
 from __future__ import annotations
@@ -69,6 +73,8 @@ def notes(report: VerifyReport) -> list[str]:
                 f"{r.source}: only the first {len(s.diff)} differing rows are fixed;"
                 " run verify --fix again for the rest"
             )
+        if r.kept:
+            out.append(f"{r.source}: {r.kept} rows kept by options.dml are left as they are")
     return out
 
 

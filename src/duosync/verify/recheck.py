@@ -21,6 +21,11 @@ checkpoint written within ``ALIVE`` seconds), the wait lasts up to ``max_wait``
 instead. Another round
 follows only while the sync is visibly at work (checkpoints moved, or rows
 converged): a stopped or idle sync has nothing in flight.
+
+Rows kept by the task's ``options.dml`` (``scan.TableState.set_aside``) are not
+differences and are never rechecked; a rechecked row that now differs only in a
+way the task leaves (e.g. deleted on the source meanwhile, without ``delete``)
+joins them, and does not count as converged.
 """
 
 from __future__ import annotations
@@ -182,6 +187,7 @@ def recheck(
         lag = state.lag(time.time())
         pending = [s for s in states if s.pair is not None and s.pair.keyed and len(s.diff)]
         before = {id(s): len(s.diff) for s in pending}
+        kept_before = {id(s): _kept(s) for s in pending}
         info = RecheckInfo(lag=lag, rounds=0, keys=sum(before.values()), converged=0)
         if not pending:
             return info
@@ -203,6 +209,7 @@ def recheck(
                     keys = [*s.diff.missing, *s.diff.extra, *s.diff.different]
                     with driver_errors(source, table=s.report.source):
                         s.diff = compare_keys(s.readers(conns.src, conns.tgt), keys)
+                    s.set_aside()
                 return moved, [s for s in todo if len(s.diff)]
 
             was = sum(len(s.diff) for s in pending)
@@ -215,13 +222,17 @@ def recheck(
                 break
         for s in states:
             if id(s) in before:
-                converged = before[id(s)] - len(s.diff)
+                converged = before[id(s)] - len(s.diff) - (_kept(s) - kept_before[id(s)])
                 s.report.converged = converged
                 info.converged += converged
                 counted(s, max_keys)
         return info
     finally:
         conns.close()
+
+
+def _kept(state: TableState) -> int:
+    return len(state.kept) + sum(state.kept_overflow.values())
 
 
 class _Conns:

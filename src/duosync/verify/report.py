@@ -3,6 +3,11 @@
 Keys are shown as the SQL literals of their values (``5``, ``'abc'``, ``X'00FF'``),
 in the order of the key's columns. Counts are exact; key lists hold at most
 ``max_keys`` entries each, ordered (numbers numerically, then text).
+
+Rows *kept by options.dml* are the differences a task that does not carry every
+kind of row change leaves on purpose (missing without ``insert``, extra without
+``delete``, different without ``update``): counted and listed apart, they do not
+make a table differ.
 """
 
 from __future__ import annotations
@@ -43,6 +48,15 @@ class TableReport:
     different_keys: list[Key] = field(default_factory=list)
     #: target column name -> rows in which it differs
     columns_differing: dict[str, int] = field(default_factory=dict)
+    #: rows that differ only as the task's options.dml leaves them (not differences):
+    #: source rows absent from the target (no insert), target rows absent from the
+    #: source (no delete), rows whose values differ (no update)
+    kept_missing: int = 0
+    kept_extra: int = 0
+    kept_different: int = 0
+    kept_missing_keys: list[Key] = field(default_factory=list)
+    kept_extra_keys: list[Key] = field(default_factory=list)
+    kept_different_keys: list[Key] = field(default_factory=list)
     #: rows that differed at first and converged while a sync applied them
     converged: int = 0
     #: keyless table: its checksums differ (rows cannot be named)
@@ -56,6 +70,11 @@ class TableReport:
         return bool(
             self.problem or self.missing or self.extra or self.different or self.keyless_differs
         )
+
+    @property
+    def kept(self) -> int:
+        """Rows kept by options.dml (not differences)."""
+        return self.kept_missing + self.kept_extra + self.kept_different
 
 
 @dataclass
@@ -87,6 +106,11 @@ class VerifyReport:
     def rows(self) -> int:
         return sum(t.source_rows for t in self.tables)
 
+    @property
+    def kept(self) -> int:
+        """Rows kept by options.dml over every table (not differences)."""
+        return sum(t.kept for t in self.tables)
+
     def table(self, source: str) -> TableReport:
         for t in self.tables:
             if t.source == source:
@@ -100,6 +124,30 @@ def _keys(keys: list[Key], total: int) -> str:
     return shown + (f" and {more} more" if more > 0 else "")
 
 
+#: why each kind of kept row is expected
+_KEPT_WHY = {
+    "missing": "the task does not carry inserts",
+    "extra": "the task does not carry deletes",
+    "different": "the task does not carry updates",
+}
+
+
+def _kept_lines(t: TableReport) -> list[str]:
+    key = ", ".join(t.key)
+    out = []
+    for kind, count, shown in (
+        ("missing", t.kept_missing, t.kept_missing_keys),
+        ("extra", t.kept_extra, t.kept_extra_keys),
+        ("different", t.kept_different, t.kept_different_keys),
+    ):
+        if count:
+            out.append(
+                f"  kept by options.dml: {count} {kind} ({_KEPT_WHY[kind]}) ({key}):"
+                f" {_keys(shown, count)}"
+            )
+    return out
+
+
 def render(report: VerifyReport) -> list[str]:
     """The report as lines of text for a terminal."""
     lines: list[str] = []
@@ -108,7 +156,8 @@ def render(report: VerifyReport) -> list[str]:
         if t.problem:
             lines.append(f"{head}: NOT COMPARED: {t.problem}")
         elif not t.differs:
-            lines.append(f"{head}: equal ({t.source_rows} rows, {t.chunks} chunks)")
+            kept = f"; kept by options.dml: {t.kept} rows" if t.kept else ""
+            lines.append(f"{head}: equal ({t.source_rows} rows, {t.chunks} chunks{kept})")
         elif t.keyless_differs:
             lines.append(
                 f"{head}: DIFFERS ({t.source_rows} rows on the source, {t.target_rows} on the"
@@ -129,6 +178,7 @@ def render(report: VerifyReport) -> list[str]:
                 cols = ", ".join(f"{c} ({n})" for c, n in t.columns_differing.items())
                 lines.append(f"  different ({key}): {_keys(t.different_keys, t.different)}")
                 lines.append(f"  differing columns: {cols}")
+        lines.extend(_kept_lines(t))
         if t.converged:
             lines.append(f"  {t.converged} rows in flight converged while the sync applied them")
         lines.extend(f"  note: {n}" for n in t.notes)
@@ -148,5 +198,6 @@ def render(report: VerifyReport) -> list[str]:
             if differing
             else "source and target are equal"
         )
+        + (f" (kept by options.dml: {report.kept} rows)" if report.kept else "")
     )
     return lines

@@ -13,6 +13,13 @@ then shows as missing in one chunk and extra in the other; such keys, and on tho
 tables every extra key, are looked up by key on both sides once the table is done
 (binary key comparison), so a row is never reported because of where it sorts. The
 chunks themselves still use each side's own collation, hence its index.
+
+A task whose incremental sync does not carry every kind of row change
+(``options.dml``) leaves some rows different on purpose: without ``insert`` rows
+missing on the target, without ``delete`` extra rows, without ``update`` rows whose
+values differ. Once a table's rows are settled those are set aside as *kept*
+(``TableState.set_aside``): counted and listed apart, never a difference, never
+rechecked nor fixed.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from pymysql.connections import Connection
 
@@ -31,10 +38,11 @@ from duosync.endpoints.mysql.connection import driver_errors
 from duosync.migrate.chunks import Chunk, plan_chunks
 from duosync.migrate.chunks import Key as Bound
 from duosync.migrate.copier import text_connect
+from duosync.spec import DmlKind
 from duosync.verify.compare import Diff, Readers, compare_keys, diff_chunk
 from duosync.verify.pairs import TablePair
 from duosync.verify.report import TableReport, ordered
-from duosync.verify.rows import SideReader
+from duosync.verify.rows import Key, SideReader
 
 #: differing keys kept per kind and table for the recheck and --fix; beyond it only
 #: counts are kept, so a table that differs entirely cannot exhaust memory
@@ -43,6 +51,23 @@ KEEP_KEYS = 100_000
 _INTEGERS = frozenset({"tinyint", "smallint", "mediumint", "int", "integer", "bigint"})
 
 Say = Callable[[str], None]
+
+#: the kind of difference a row change kind leaves when it is not carried
+LEFT_BY = {DmlKind.INSERT: "missing", DmlKind.DELETE: "extra", DmlKind.UPDATE: "different"}
+
+_V = TypeVar("_V")
+
+
+def _move(src: dict[Key, _V], dst: dict[Key, _V]) -> int:
+    """Move *src*'s entries to *dst* up to KEEP_KEYS; how many did not fit."""
+    over = 0
+    for k, v in src.items():
+        if len(dst) < KEEP_KEYS:
+            dst[k] = v
+        else:
+            over += 1
+    src.clear()
+    return over
 
 
 @dataclass
@@ -59,6 +84,14 @@ class TableState:
         default_factory=lambda: {"missing": 0, "extra": 0, "different": 0}
     )
     chunks_left: int = 0
+    #: the row change kinds the task's incremental sync carries (``options.dml``)
+    carried: frozenset[DmlKind] = frozenset(DmlKind)
+    #: rows that differ only as a kind not carried leaves them (see the module
+    #: docstring), and those counted beyond KEEP_KEYS
+    kept: Diff = field(default_factory=Diff)
+    kept_overflow: dict[str, int] = field(
+        default_factory=lambda: {"missing": 0, "extra": 0, "different": 0}
+    )
 
     @property
     def truncated(self) -> bool:
@@ -79,6 +112,21 @@ class TableState:
                 self.diff.different[k] = cols
             else:
                 self.overflow["different"] += 1
+
+    def set_aside(self) -> None:
+        """Move the differences the task's ``options.dml`` leaves to ``kept``."""
+        for dml, kind in LEFT_BY.items():
+            if dml in self.carried:
+                continue
+            if kind == "different":
+                over = _move(self.diff.different, self.kept.different)
+            else:
+                over = _move(
+                    self.diff.missing if kind == "missing" else self.diff.extra,
+                    self.kept.missing if kind == "missing" else self.kept.extra,
+                )
+            self.kept_overflow[kind] += over + self.overflow[kind]
+            self.overflow[kind] = 0
 
     def readers(self, src: Connection[Any], tgt: Connection[Any]) -> Readers:
         assert self.pair is not None and self.source is not None and self.target is not None
@@ -277,6 +325,7 @@ def _finish(state: TableState, source: Endpoint, target: Endpoint, say: Say, max
         finally:
             src.close()
             tgt.close()
+    state.set_aside()
     counted(state, max_keys)
     r = state.report
     if r.chunks_differing and not len(diff) and not r.keyless_differs:
@@ -284,7 +333,14 @@ def _finish(state: TableState, source: Endpoint, target: Endpoint, say: Say, max
             f"{r.chunks_differing} chunks had different checksums but equal rows (values the"
             " servers print differently, e.g. JSON key order): they were compared row by row"
         )
+    if r.keyless_differs and state.carried != frozenset(DmlKind):
+        r.notes.append(
+            "no key: rows the task's options.dml leaves different on purpose cannot be told"
+            " from differences here"
+        )
     word = "differs" if r.differs else "equal"
+    if r.kept:
+        word += f" ({r.kept} rows kept by options.dml)"
     say(
         f"verify: {r.source}: {word}, {r.source_rows} rows, {r.chunks} chunks"
         f" ({r.chunks_differing} compared row by row)"
@@ -300,6 +356,13 @@ def counted(state: TableState, max_keys: int) -> None:
     r.missing_keys = ordered(d.missing)[:max_keys]
     r.extra_keys = ordered(d.extra)[:max_keys]
     r.different_keys = ordered(d.different)[:max_keys]
+    k, over = state.kept, state.kept_overflow
+    r.kept_missing = len(k.missing) + over["missing"]
+    r.kept_extra = len(k.extra) + over["extra"]
+    r.kept_different = len(k.different) + over["different"]
+    r.kept_missing_keys = ordered(k.missing)[:max_keys]
+    r.kept_extra_keys = ordered(k.extra)[:max_keys]
+    r.kept_different_keys = ordered(k.different)[:max_keys]
     columns: dict[str, int] = {}
     for cols in d.different.values():
         for c in cols:

@@ -8,6 +8,11 @@
 4. If an incremental sync of the task writes to the target, recheck differing rows
    after its lag (``recheck``), so rows in flight are not reported.
 
+A task with incremental sync whose ``options.dml`` leaves out a kind of row change
+keeps some rows different on purpose; those are reported apart as kept
+(``scan.TableState.set_aside``), not as differences, and are neither rechecked nor
+fixed. A task without incremental sync carries every row (its full copy).
+
 Nothing is written anywhere; ``fix`` turns the report into statements.
 """
 
@@ -23,7 +28,7 @@ from duosync.core.catalog import Catalog
 from duosync.endpoints import open_inspector
 from duosync.errors import ConfigError, DuosyncError
 from duosync.service.prechecks import check_filters
-from duosync.spec import TaskSpec
+from duosync.spec import DmlKind, MigrationType, TaskSpec
 from duosync.verify.pairs import TablePair, Unpaired, build_pairs
 from duosync.verify.recheck import recheck as recheck_rows
 from duosync.verify.report import TableReport, VerifyReport
@@ -127,8 +132,16 @@ def _prepare(spec: TaskSpec) -> list[TableState]:
             report = TableReport(entry.source, entry.target, problem=entry.problem)
             states.append(TableState(report, None))
             continue
-        states.append(_state(entry))
+        states.append(_state(entry, carried(spec)))
     return states
+
+
+def carried(spec: TaskSpec) -> frozenset[DmlKind]:
+    """The row change kinds the task brings to the target: ``options.dml`` when it
+    syncs incrementally, every kind otherwise."""
+    if MigrationType.INCREMENTAL in spec.types:
+        return frozenset(spec.options.dml)
+    return frozenset(DmlKind)
 
 
 def _target_catalog(spec: TaskSpec, wanted: set[str]) -> tuple[Catalog, Flavor]:
@@ -137,7 +150,7 @@ def _target_catalog(spec: TaskSpec, wanted: set[str]) -> tuple[Catalog, Flavor]:
         return insp.catalog(sorted(wanted & existing)), Flavor(insp.server_info().flavor)
 
 
-def _state(pair: TablePair) -> TableState:
+def _state(pair: TablePair, dml: frozenset[DmlKind]) -> TableState:
     report = TableReport(
         pair.source.table.qualified,
         pair.target.table.qualified,
@@ -149,4 +162,5 @@ def _state(pair: TablePair) -> TableState:
         pair,
         SideReader(pair.source, pair.target.flavor),
         SideReader(pair.target, pair.source.flavor),
+        carried=dml,
     )

@@ -80,6 +80,7 @@ _DATA_CODES = {
     1062,  # duplicate entry
     1264,  # out of range value
     1292,  # incorrect date/time value
+    1364,  # a NOT NULL column without a default left out of the row
     1366,  # incorrect value for column
     1406,  # data too long
     1451,  # foreign key: cannot delete parent
