@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,7 +23,10 @@ import pytest
 
 from duosync.config import Endpoint, Flavor
 from duosync.sandbox import POSTGRES, ZOOKEEPER, Sandbox, ServerStatus
-from tests.helpers import run_sql
+from duosync.service.store import MetadataStore
+from duosync.service.tasks import run_spec
+from duosync.spec import TaskSpec
+from tests.helpers import admin_connection, run_sql
 from tests.servers import ZooKeeperServer, server_sandbox
 
 
@@ -104,3 +108,39 @@ def fresh_database(request: pytest.FixtureRequest) -> Iterator[Callable[..., str
     yield make
     for endpoint, name in created:
         run_sql(endpoint, [f"DROP DATABASE IF EXISTS `{name}`"])
+
+
+@pytest.fixture
+def syncing(tmp_path: Path) -> Iterator[Callable[[TaskSpec], None]]:
+    """Run a task's migration (with incremental) in a thread until the test ends."""
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+    errors: list[BaseException] = []
+    specs: list[TaskSpec] = []
+
+    def start(spec: TaskSpec) -> None:
+        specs.append(spec)
+
+        def run() -> None:
+            try:
+                with MetadataStore.in_home(tmp_path / "sync-home") as store:
+                    run_spec(spec, store, lambda _line: None, stop)
+            except BaseException as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        threads.append(thread)
+
+    yield start
+    stop.set()
+    for t in threads:
+        t.join(timeout=60)
+    for spec in specs:  # the task's checkpoints on the target would outlive the test
+        conn = admin_connection(spec.target)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("DELETE FROM oms.duosync_checkpoint WHERE task = %s", (spec.name,))
+        finally:
+            conn.close()
+    assert not errors, errors

@@ -9,9 +9,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -491,42 +490,6 @@ def test_cli_exit_status_sql_file_and_apply(
 
 
 # -- while a sync runs ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def syncing(tmp_path: Path) -> Iterator[Callable[[TaskSpec], None]]:
-    """Run a task's migration (with incremental) in a thread until the test ends."""
-    stop = threading.Event()
-    threads: list[threading.Thread] = []
-    errors: list[BaseException] = []
-    specs: list[TaskSpec] = []
-
-    def start(spec: TaskSpec) -> None:
-        specs.append(spec)
-
-        def run() -> None:
-            try:
-                with MetadataStore.in_home(tmp_path / "sync-home") as store:
-                    run_spec(spec, store, lambda _line: None, stop)
-            except BaseException as exc:
-                errors.append(exc)
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        threads.append(thread)
-
-    yield start
-    stop.set()
-    for t in threads:
-        t.join(timeout=60)
-    for spec in specs:  # the task's checkpoints on the target would outlive the test
-        conn = admin_connection(spec.target)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("DELETE FROM oms.duosync_checkpoint WHERE task = %s", (spec.name,))
-        finally:
-            conn.close()
-    assert not errors, errors
 
 
 def _wait_for(check: Callable[[], bool], timeout: float = 90) -> None:

@@ -12,9 +12,8 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from duosync.spec import TaskSpec
 from duosync.specfile import parse_spec
 from duosync.verify import VerifyReport, render, verify_task
 from duosync.verify import fix as fixing
-from tests.helpers import admin_connection, query, run_sql
+from tests.helpers import query, run_sql
 
 pytestmark = pytest.mark.integration
 
@@ -237,42 +236,6 @@ def test_cli_only_kept_rows_exits_equal_and_fix_leaves_them(
 
 
 # -- while the task's sync runs -----------------------------------------------------------------
-
-
-@pytest.fixture
-def syncing(tmp_path: Path) -> Iterator[Callable[[TaskSpec], None]]:
-    """Run a task (schema, full, incremental) in a thread until the test ends."""
-    stop = threading.Event()
-    threads: list[threading.Thread] = []
-    errors: list[BaseException] = []
-    specs: list[TaskSpec] = []
-
-    def start(spec: TaskSpec) -> None:
-        specs.append(spec)
-
-        def run() -> None:
-            try:
-                with MetadataStore.in_home(tmp_path / "sync-home") as store:
-                    run_spec(spec, store, lambda _line: None, stop)
-            except BaseException as exc:
-                errors.append(exc)
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        threads.append(thread)
-
-    yield start
-    stop.set()
-    for t in threads:
-        t.join(timeout=60)
-    for spec in specs:  # the task's checkpoints on the target would outlive the test
-        conn = admin_connection(spec.target)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("DELETE FROM oms.duosync_checkpoint WHERE task = %s", (spec.name,))
-        finally:
-            conn.close()
-    assert not errors, errors
 
 
 def _checkpoints(endpoint: Endpoint, task: str) -> int:

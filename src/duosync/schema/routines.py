@@ -341,6 +341,16 @@ def plan_spec(
     )
 
 
+def plan_task(spec: TaskSpec, tables: Sequence[Table], views: Sequence[View]) -> list[Planned]:
+    """``plan_spec`` over a connection of its own to the task's source."""
+    conn = connect(spec.source)
+    try:
+        with driver_errors(spec.source), conn.cursor() as cur:
+            return plan_spec(cur, spec, tables, views)
+    finally:
+        conn.close()
+
+
 # -- creation ----------------------------------------------------------------------------
 
 

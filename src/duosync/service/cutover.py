@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from duosync.endpoints import open_inspector
-from duosync.endpoints.mysql.connection import connect, driver_errors
 from duosync.errors import ConfigError
 from duosync.schema import routines
 from duosync.schema.routines import Outcome, Stage
@@ -59,12 +58,7 @@ def cutover(store: MetadataStore, name: str, say: Callable[[str], None]) -> list
     with open_inspector(spec.source) as inspector:
         catalog = inspector.catalog(spec.select.candidate_databases(inspector.list_databases()))
     tables, views = spec.selected_tables(catalog), spec.selected_views(catalog)
-    conn = connect(spec.source)
-    try:
-        with driver_errors(spec.source), conn.cursor() as cur:
-            plans = routines.plan_spec(cur, spec, tables, views)
-    finally:
-        conn.close()
+    plans = routines.plan_task(spec, tables, views)
     outcomes = routines.create_objects(spec.source, spec.target, plans, Stage.CUTOVER)
     notes = routines.report_notes(plans, outcomes, Stage.CUTOVER)
     for note in notes:

@@ -397,12 +397,7 @@ def _objects(
     schema stage, inspect them and create what is created then; after the copy,
     the triggers. Notes name every one in the report and in the task's history."""
     if stage is Stage.SCHEMA:
-        conn = connect(spec.source)
-        try:
-            with driver_errors(spec.source), conn.cursor() as cur:
-                plans = routines.plan_spec(cur, spec, tables, views)
-        finally:
-            conn.close()
+        plans = routines.plan_task(spec, tables, views)
     outcomes = routines.create_objects(spec.source, spec.target, plans, stage)
     notes = routines.report_notes(plans, outcomes, stage)
     for note in notes:
