@@ -7,7 +7,7 @@ endpoint is named in messages.
 
 URL form::
 
-    mariadb://user:password@host:port/database?password_env=NAME&connect_timeout=10
+    mariadb://user:password@host:port/database?password_env=NAME&connect_timeout=10&io_timeout=60
 
 ``mysql://``, ``mariadb://`` and ``oceanbase://`` are accepted. The password may be
 left out of the URL and read from the environment variable named by
@@ -42,7 +42,7 @@ DEFAULT_PORTS: dict[Flavor, int] = {
 }
 
 # Query parameters a URL may carry; anything else is a typo we refuse.
-_URL_PARAMS = {"password_env", "connect_timeout", "name"}
+_URL_PARAMS = {"password_env", "connect_timeout", "io_timeout", "name"}
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -79,6 +79,10 @@ class Endpoint(BaseModel):
     password_env: str | None = None
     database: str | None = None
     connect_timeout: float = Field(default=10.0, gt=0, le=300)
+    #: seconds an incremental-sync connection (apply, OceanBase capture reads, filter
+    #: evaluation) may stay silent before it is taken for dead (a half-open link) and
+    #: replaced; a statement legitimately running longer fails and is retried
+    io_timeout: float = Field(default=60.0, ge=5, le=3600)
     #: optional label used in messages instead of the address
     name: str | None = None
 

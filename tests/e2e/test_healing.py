@@ -709,8 +709,10 @@ def test_half_open_connections_are_noticed(
         spec = _spec(
             tmp_path / "task.yaml",
             name,
-            src_proxy.endpoint_url(source.flavor.value),
-            dst_proxy.endpoint_url("mariadb"),
+            # io_timeout: how long a silent link is waited for (default 60 s), short
+            # here so that the test sees the recovery without waiting a minute
+            src_proxy.endpoint_url(source.flavor.value) + "?io_timeout=10",
+            dst_proxy.endpoint_url("mariadb") + "?io_timeout=10",
             _sync_body(src_db, dst_db, "retry_for: 10m, write_concurrency: 4"),
         )
         home = tmp_path / "home"

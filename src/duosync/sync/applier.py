@@ -54,10 +54,6 @@ from duosync.sync.converging import write_converging
 REFUSED = "skipped (refused by the target)"
 
 _ATTEMPTS = 5
-#: seconds a batch statement may wait for the target's answer before the link is
-#: taken for dead (past innodb_lock_wait_timeout's 50 s, so a lock wait reports
-#: itself first); the phase is then retried from its checkpoints
-APPLY_TIMEOUT = 60.0
 #: keys per DELETE statement
 _DELETE_KEYS = 500
 
@@ -87,7 +83,10 @@ class Applier:
         self.conns: list[Connection[Any]] = []
         try:
             for _ in range(partitions):
-                conn = text_connect(target, timeout=APPLY_TIMEOUT)
+                # A batch statement waits target.io_timeout (60 s by default: past
+                # innodb_lock_wait_timeout's 50 s, so a lock wait reports itself first)
+                # before the link is taken for dead; the phase is then retried.
+                conn = text_connect(target, timeout=target.io_timeout)
                 with conn.cursor() as cur:
                     cur.execute("SET SESSION foreign_key_checks = 0")
                     if tenure is not None:

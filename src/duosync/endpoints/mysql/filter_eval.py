@@ -37,9 +37,6 @@ from duosync.endpoints.mysql.dialect import qualified, quote_ident
 from duosync.errors import ConfigError, DuosyncError, RetriableError
 from duosync.migrate.copier import text_connect
 
-#: seconds an evaluation may wait for the server (as the applier's statements)
-EVAL_TIMEOUT = 60.0
-
 #: rows per INSERT into the scratch table: fixed shapes (OceanBase plans every new
 #: statement text; a short batch is padded with copies of its last row)
 _SIZES = (1, 4, 16, 64, 200)
@@ -186,7 +183,7 @@ class FilterEvaluator:
 
     def _connection(self) -> Any:
         if self._conn is None:
-            self._conn = text_connect(self.endpoint, timeout=EVAL_TIMEOUT)
+            self._conn = text_connect(self.endpoint, timeout=self.endpoint.io_timeout)
         return self._conn
 
     def _error(self, exc: pymysql.err.MySQLError, where: FilterTable) -> DuosyncError:
