@@ -8,6 +8,9 @@ OceanBase, and expression spelling do not.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from duosync.core.catalog import Column, Index, Table
 
 _COLUMN_FIELDS = (
@@ -87,3 +90,47 @@ def table_differences(expected: Table, actual: Table, *, check_indexes: bool = T
         if not wanted <= have:
             out.append("secondary indexes differ")
     return out
+
+
+@dataclass(frozen=True)
+class ColumnDiff:
+    """How a table's columns changed between two catalog readings (``column_diff``).
+
+    ``added`` and ``moved`` carry the name of the column each follows in the new
+    table (None: first), so the change can be replayed keeping the column order."""
+
+    dropped: tuple[str, ...] = ()
+    added: tuple[tuple[Column, str | None], ...] = ()
+    modified: tuple[tuple[Column, str | None], ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.dropped or self.added or self.modified)
+
+
+def _same_definition(a: Column, b: Column) -> bool:
+    # The ordinal position moves with every drop before it: not a definition change.
+    return a.model_copy(update={"position": 0}) == b.model_copy(update={"position": 0})
+
+
+def column_diff(old: Sequence[Column], new: Sequence[Column]) -> ColumnDiff:
+    """The column changes that turn a table with columns *old* into one with *new*:
+    columns dropped, added (with their place), and modified (a definition change
+    or a new place among the columns both have)."""
+    old_by_name = {c.name: c for c in old}
+    new_names = [c.name for c in new]
+    dropped = tuple(c.name for c in old if c.name not in new_names)
+    kept_old = [c.name for c in old if c.name in new_names]
+    kept_new = [n for n in new_names if n in old_by_name]
+    added: list[tuple[Column, str | None]] = []
+    modified: list[tuple[Column, str | None]] = []
+    moved = kept_old != kept_new
+    for i, col in enumerate(new):
+        after = new[i - 1].name if i else None
+        was = old_by_name.get(col.name)
+        if was is None:
+            added.append((col, after))
+        elif not _same_definition(was, col) or (
+            moved and kept_old.index(col.name) != kept_new.index(col.name)
+        ):
+            modified.append((col, after))
+    return ColumnDiff(dropped, tuple(added), tuple(modified))

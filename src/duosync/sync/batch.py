@@ -99,7 +99,12 @@ class Batch:
         self.partitions = partitions
         self.mapping_of = mapping_of
         self.skip_upto = skip_upto
-        self.parts: list[dict[TableRef, TableChanges]] = [{} for _ in range(partitions)]
+        #: per partition, per table and mapping: a table's rows under two column
+        #: lists (an OceanBase reverse stream around a schema change) stay apart,
+        #: written in the order the mappings came
+        self.parts: list[dict[tuple[TableRef, TableMapping], TableChanges]] = [
+            {} for _ in range(partitions)
+        ]
         #: per partition: changes not applied but recorded in the conflict log with
         #: that partition's checkpoint (``refuse``), so exactly once like rows
         self.notes: list[list[Conflict]] = [[] for _ in range(partitions)]
@@ -196,11 +201,9 @@ class Batch:
 
     def _table(self, partition: int, mapping: TableMapping) -> TableChanges:
         tables = self.parts[partition]
-        got = tables.get(mapping.target)
-        if got is None or got.mapping != mapping:
-            # A mapping change (DDL) always flushes the batch first, so a second
-            # mapping for one table within a batch cannot happen.
-            got = tables[mapping.target] = TableChanges(mapping)
+        got = tables.get((mapping.target, mapping))
+        if got is None:
+            got = tables[(mapping.target, mapping)] = TableChanges(mapping)
         return got
 
 

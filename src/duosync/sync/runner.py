@@ -146,7 +146,7 @@ def run_incremental(
         checkpoints = applier.prepare(start, incarnation)
         resume = min(checkpoints)
         replay_until = max(checkpoints)
-        stream = open_stream(spec, resume, mapper, say, markers=True)
+        stream = open_stream(spec, resume, mapper, say, markers=True, ddl=ddl)
         say(f"incremental: reading the source's changes from {resume}")
         schema = SchemaSync(spec, mapper, say) if ddl else None
         feed: queue.Queue[object] = queue.Queue(maxsize=512)

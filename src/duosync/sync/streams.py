@@ -33,10 +33,13 @@ def open_stream(
     say: Callable[[str], None],
     *,
     markers: bool = False,
+    ddl: bool = True,
 ) -> ChangeStream:
     """The source's change stream from *start*, yielding rows of the selected tables,
     plus (with *markers*) the loop-guard marker rows: the trigger log holds them only
-    when capture was installed for a two-way sync (``service.positions``)."""
+    when capture was installed for a two-way sync (``service.positions``). Without
+    *ddl* (a reverse task), an OceanBase source reads no rows back around a schema
+    change (``capture.schema_watch``)."""
 
     def wanted(database: str, table: str) -> bool:
         return mapper.selected(database, table) or (markers and is_marker_table(database, table))
@@ -55,4 +58,5 @@ def open_stream(
         tables=wanted,
         databases=databases,
         say=say,
+        ddl=ddl,
     )

@@ -57,7 +57,7 @@ def install(endpoint: Endpoint, consumer: str, tables: Sequence[Table]) -> Trigg
     triggers.check_supported(tables)
     conn = connect(endpoint)
     try:
-        with conn.cursor() as cur, _locked(cur):
+        with conn.cursor() as cur, locked(cur):
             log.create_tables(cur)
             refs = [(t.database, t.name) for t in tables]
             current = triggers.signatures(cur, refs)
@@ -118,7 +118,7 @@ def remove(endpoint: Endpoint, consumer: str) -> list[TableRef]:
     dropped. Harmless when nothing is installed."""
     conn = connect(endpoint)
     try:
-        with conn.cursor() as cur, _locked(cur):
+        with conn.cursor() as cur, locked(cur):
             if not log.tables_exist(cur):
                 return []
             mine: set[TableRef] = set()
@@ -172,7 +172,7 @@ def status(endpoint: Endpoint) -> CaptureStatus | None:
 
 
 @contextmanager
-def _locked(cur: Any) -> Iterator[None]:
+def locked(cur: Any) -> Iterator[None]:
     """Serialise installs and removals of every task on this server: a removal that
     finds no other consumer drops the log, which must not race with an install."""
     cur.execute("SELECT GET_LOCK(%s, %s)", (_LOCK, _LOCK_WAIT))

@@ -5,7 +5,8 @@
   orders rows within a transaction. The commit version is the row's ``ORA_ROWSCN``,
   known only once the transaction commits, which is why readers order by it rather
   than by ``seq``: a transaction may allocate low ``seq`` values and commit after
-  others that allocated higher ones.
+  others that allocated higher ones. Rows with op ``S`` are schema markers, written
+  by capture itself when a table's columns change (``capture.schema_watch``).
 - ``duosync_capture_version``: the columns a table had when its triggers were made
   (``ver``); change-log rows name their version, so rows written before a DDL decode
   with the columns they were written with.

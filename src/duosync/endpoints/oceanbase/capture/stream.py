@@ -25,13 +25,16 @@ import pymysql
 from pymysql.connections import Connection
 
 from duosync.config import Endpoint
-from duosync.core.events import Heartbeat, Op, RowChange, Transaction
+from duosync.core.catalog import Column
+from duosync.core.events import Change, Heartbeat, Op, RowChange, Transaction
 from duosync.core.positions import Position, TriggerLogPosition
 from duosync.endpoints import open_inspector
 from duosync.endpoints.mysql.connection import connect, translate
-from duosync.endpoints.oceanbase.capture import consumers, log, triggers
+from duosync.endpoints.oceanbase.capture import consumers, log, schema_watch, triggers
+from duosync.endpoints.oceanbase.capture.catalog_watch import CatalogWatch
+from duosync.endpoints.oceanbase.capture.schema_watch import SchemaTracker, TableVersion
 from duosync.endpoints.oceanbase.capture.values import Decoder, decoder
-from duosync.errors import DuosyncError, FatalError
+from duosync.errors import FatalError
 
 TableFilter = Callable[[str, str], bool]
 Say = Callable[[str], None]
@@ -56,14 +59,11 @@ _COUNT_SECONDS = 30.0
 _IMAGE_BATCH = 1000
 
 
-#: seconds a change-log query may wait for OceanBase before the link is taken for dead
-READ_TIMEOUT = 60.0
-
-
 @dataclass(frozen=True, slots=True)
 class _Version:
     columns: tuple[str, ...]
     decoders: tuple[Decoder, ...]
+    catalog: tuple[Column, ...]
 
 
 @dataclass(slots=True)
@@ -72,7 +72,9 @@ class _Entry:
 
     table: TableRef
     ver: int
-    change: RowChange
+    change: Change
+    #: a row of the log (not one read back for a schema change)
+    logged: bool = True
 
 
 class TriggerLogStream:
@@ -86,16 +88,23 @@ class TriggerLogStream:
       started there yields the next transaction only. ``id`` is OceanBase's
       transaction id, ``origin`` 0, ``commit_ts`` the commit version in seconds.
     - Rows of tables for which ``tables(db, table)`` is False are skipped; a
-      transaction left empty is yielded as a ``Heartbeat`` at its position. DDL is
-      not captured: when a captured table's columns change, its triggers are
-      refreshed and rows carry the columns they were written with (DML only).
+      transaction left empty is yielded as a ``Heartbeat`` at its position.
+    - DDL (with *ddl*, the default; a two-way sync's reverse task passes False): a
+      captured table's column changes, tables created in *databases* and dropped
+      ones are yielded as ``SchemaChange`` transactions, in log order with the
+      rows around them, followed by the rows the change may have left stale
+      (``capture.schema_watch`` has the contract). Without *ddl* (DML only), the
+      ``SchemaChange`` is yielded for the runner to note, rows carry the columns
+      they were written with, and nothing is read back from the tables.
     - When idle, a ``Heartbeat`` every ``heartbeat_seconds``. ``read`` returns
       within about ``poll_seconds`` once ``stop`` is set, between transactions.
     - ``confirm(position)`` (any thread) says everything up to *position* is
       durably applied: recorded as this consumer's progress on the source, and log
       rows every consumer is past are purged.
     - Tables created later in *databases* that ``tables`` selects are captured from
-      when they are seen (rows written before their triggers exist are missed).
+      when they are seen; with *ddl*, their CREATE and then their rows (read from
+      the table) are yielded first (without it, rows written before their triggers
+      existed are missed).
 
     One reader thread. Memory: a transaction is held whole before it is yielded.
     """
@@ -115,13 +124,13 @@ class TriggerLogStream:
         watch_seconds: float = 1.0,
         purge_seconds: float = 2.0,
         warn_rows: int = 1_000_000,
+        ddl: bool = True,
     ) -> None:
         self.endpoint = endpoint
         #: where the next ``read`` starts: after the last item yielded
         self.position = start
         self.consumer = consumer
         self._filter = tables
-        self._databases = tuple(databases)
         self._say = say or (lambda _line: None)
         self._heartbeat = heartbeat_seconds
         self._poll = poll_seconds
@@ -138,16 +147,19 @@ class TriggerLogStream:
         self._warned = False
         self._floor: int | None = None
         self._next_count = 0.0
-        #: tables this consumer captures, with their column signature
-        self._captured: dict[TableRef, str] = {}
-        # The reader's queries answer in milliseconds: a minute of silence is a dead
-        # link (a half-open connection would otherwise block the reader forever).
+        self._catalog = CatalogWatch(endpoint, consumer, tables, databases, self._say)
+        self._schema = SchemaTracker(self._table_version, self._key_of, ddl=ddl)
+        self._keys: dict[TableRef, tuple[str, ...]] = {}
+        # The reader's queries answer in milliseconds: io_timeout (a minute by
+        # default) of silence is a dead link (a half-open connection would otherwise
+        # block the reader forever).
         self._conn: Connection[Any] = connect(
-            endpoint, read_timeout=READ_TIMEOUT, write_timeout=READ_TIMEOUT
+            endpoint, read_timeout=endpoint.io_timeout, write_timeout=endpoint.io_timeout
         )
         try:
             with self._conn.cursor() as cur:
-                self._load_captured(cur)
+                self._catalog.load(cur)
+                self._schema.load(cur, start.scn, start.tx, set(self._catalog.captured))
         except pymysql.err.MySQLError as exc:
             self._conn.close()
             raise translate(exc, endpoint) from None
@@ -245,22 +257,66 @@ class TriggerLogStream:
             ref = (str(db), str(tbl))
             if self._filter is not None and not self._filter(*ref):
                 continue
-            version = self._version(cur, ref, int(ver))
-            change = RowChange(
-                _OPS[str(op)],
-                ref[0],
-                ref[1],
-                version.columns,
-                _decode(version, before),
-                _decode(version, after),
-            )
-            entry = _Entry(ref, int(ver), change)
+            if str(op) == "S":
+                marker = schema_watch.read_marker(int(ver), str(before))
+                self._keys.pop(ref, None)
+                for c in self._schema.marker(cur, ref, marker, key[0]):
+                    entries.append(_Entry(ref, marker.ver, c, logged=False))
+                continue
+            entry = self._entry(cur, ref, int(ver), str(op), before, after)
+            if entry is None:
+                continue
             if entries and _same_write(entries[-1], entry):
+                if entry.ver == self._schema.at(ref):
+                    entries[-1] = entry  # keep the copy with the target's columns
                 continue
             entries.append(entry)
-        if not entries:
+        changes = self._changes(cur, entries, key[0])
+        if not changes:
             return Heartbeat(position, commit_ts)
-        return Transaction(str(key[1]), 0, commit_ts, position, tuple(e.change for e in entries))
+        return Transaction(str(key[1]), 0, commit_ts, position, tuple(changes))
+
+    def _entry(
+        self, cur: Any, ref: TableRef, ver: int, op: str, before: Any, after: Any
+    ) -> _Entry | None:
+        version = self._version(cur, ref, ver)
+        try:
+            images = _decode(version, before), _decode(version, after)
+        except (ValueError, TypeError, ArithmeticError):
+            latest = triggers.latest_version(cur, *ref)
+            if latest is None or latest[0] <= ver:
+                raise
+            # Written by old triggers after a type change (MODIFY): the READY
+            # re-read of its schema change brings the row (schema_watch).
+            return None
+        change = RowChange(_OPS[op], ref[0], ref[1], version.columns, *images)
+        return _Entry(ref, ver, change)
+
+    def _changes(self, cur: Any, entries: list[_Entry], scn: int) -> list[Change]:
+        out: list[Change] = []
+        for e in entries:
+            if not e.logged:
+                out.append(e.change)
+                continue
+            if e.ver > self._schema.at(e.table):
+                out.extend(self._schema.catch_up(e.table, e.ver))
+            assert isinstance(e.change, RowChange)
+            out.extend(self._schema.row(cur, e.change, e.ver, scn))
+        return out
+
+    def _table_version(self, ref: TableRef, ver: int) -> TableVersion:
+        with self._conn.cursor() as cur:
+            return TableVersion(self._version(cur, ref, ver).catalog)
+
+    def _key_of(self, ref: TableRef) -> tuple[str, ...]:
+        got = self._keys.get(ref)
+        if got is None:
+            with open_inspector(self.endpoint) as insp:
+                found = [
+                    t for t in insp.catalog([ref[0]]).database(ref[0]).tables if t.name == ref[1]
+                ]
+            got = self._keys[ref] = found[0].primary_key if found else ()
+        return got
 
     def _version(self, cur: Any, ref: TableRef, ver: int) -> _Version:
         got = self._versions.get((*ref, ver))
@@ -274,89 +330,24 @@ class TriggerLogStream:
                     endpoint=self.endpoint.display,
                     hint="the oms capture tables were changed by hand; reinstall capture",
                 ) from None
-            got = _Version(tuple(c.name for c in columns), tuple(decoder(c) for c in columns))
+            got = _Version(
+                tuple(c.name for c in columns), tuple(decoder(c) for c in columns), columns
+            )
             self._versions[(*ref, ver)] = got
         return got
 
     # -- upkeep: DDL watch, new tables, progress, purge ------------------------
-
-    def _load_captured(self, cur: Any) -> None:
-        cur.execute(f"SELECT tables FROM {log.CONSUMERS} WHERE consumer = %s", (self.consumer,))
-        row = cur.fetchone()
-        if row is None:
-            raise FatalError(
-                f"no change capture is installed for task {self.consumer}",
-                endpoint=self.endpoint.display,
-                hint="run the task again: its start installs capture",
-            )
-        refs = [(str(r[0]), str(r[1])) for r in json.loads(row[0])]
-        cur.execute(
-            f"SELECT db, tbl, signature FROM {log.VERSIONS} v WHERE ver ="
-            f" (SELECT MAX(ver) FROM {log.VERSIONS} w WHERE w.db = v.db AND w.tbl = v.tbl)"
-        )
-        latest = {(str(r[0]), str(r[1])): str(r[2]) for r in cur.fetchall()}
-        self._captured = {ref: latest.get(ref, "") for ref in refs}
 
     def _maintain(self) -> None:
         now = time.monotonic()
         if now >= self._next_watch:
             self._next_watch = now + self._watch_every
             with self._conn.cursor() as cur:
-                self._watch(cur)
+                self._catalog.watch(cur)
         if now >= self._next_purge:
             self._next_purge = now + self._purge_every
             with self._conn.cursor() as cur:
                 self._purge(cur)
-
-    def _watch(self, cur: Any) -> None:
-        """Refresh the triggers of tables whose columns changed; capture new tables
-        the selection matches; note dropped ones."""
-        wanted = set(self._captured)
-        if self._databases:
-            marks = ", ".join(["%s"] * len(self._databases))
-            cur.execute(
-                "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES"
-                f" WHERE TABLE_SCHEMA IN ({marks}) AND TABLE_TYPE = 'BASE TABLE'",
-                self._databases,
-            )
-            for db, tbl in cur.fetchall():
-                ref = (str(db), str(tbl))
-                if self._filter is None or self._filter(*ref):
-                    wanted.add(ref)
-        now = triggers.signatures(cur, wanted)
-        changed = False
-        for ref in sorted(wanted):
-            old = self._captured.get(ref)
-            new = now.get(ref)
-            if new is None:
-                if old is not None:
-                    self._say(
-                        f"capture: {ref[0]}.{ref[1]} was dropped on the source; its changes stop"
-                    )
-                    del self._captured[ref]
-                    changed = True
-            elif new != old:
-                self._install(cur, ref, new)
-                what = (
-                    "captured from now on" if old is None else "columns changed: triggers refreshed"
-                )
-                self._say(
-                    f"capture: {ref[0]}.{ref[1]} {what} (DDL itself is not synced from OceanBase)"
-                )
-                self._captured[ref] = new
-                changed = True
-        if changed:
-            consumers.set_tables(cur, self.consumer, sorted(self._captured))
-
-    def _install(self, cur: Any, ref: TableRef, signature: str) -> None:
-        with open_inspector(self.endpoint) as insp:
-            table = insp.catalog([ref[0]]).database(ref[0]).table(ref[1])
-        try:
-            triggers.check_supported([table])
-        except DuosyncError as exc:
-            exc.endpoint = self.endpoint.display
-            raise
-        triggers.install_table(cur, table, signature)
 
     def _purge(self, cur: Any) -> None:
         with self._lock:
@@ -396,9 +387,11 @@ def _same_write(prev: _Entry, entry: _Entry) -> bool:
     """Whether *entry* is the second record of one row write, made by the triggers
     of a newer version while a refresh had both versions installed: consecutive,
     same table and operation, a newer version, and equal on the shared columns."""
-    if prev.table != entry.table or prev.change.op != entry.change.op or entry.ver <= prev.ver:
-        return False
     a, b = prev.change, entry.change
+    if not isinstance(a, RowChange) or not isinstance(b, RowChange) or not prev.logged:
+        return False
+    if prev.table != entry.table or a.op != b.op or entry.ver <= prev.ver:
+        return False
     shared = [c for c in a.columns if c in b.columns]
     for image_a, image_b in ((a.before, b.before), (a.after, b.after)):
         if (image_a is None) != (image_b is None):
