@@ -93,7 +93,7 @@ def test_keyless_tables_keep_every_change_in_order() -> None:
     b.add(RowChange(Op.INSERT, "src", "k", COLS, None, (1, "a")), pos(10))
     b.add(RowChange(Op.INSERT, "src", "k", COLS, None, (1, "a")), pos(11))
     b.add(RowChange(Op.DELETE, "src", "k", COLS, (1, "a"), None), pos(12))
-    tc = b.parts[0][("dst", "k")]
+    (tc,) = [c for (table, _m), c in b.parts[0].items() if table == ("dst", "k")]
     assert [op for op, _, _ in tc.ordered] == [Op.INSERT, Op.INSERT, Op.DELETE]
 
 
@@ -104,3 +104,17 @@ def test_positions_order_across_files() -> None:
     assert BinlogPosition(file="binlog.000010", offset=4) > BinlogPosition(
         file="binlog.000009", offset=4
     )
+
+
+def test_a_tables_rows_under_two_column_lists_stay_apart_in_order() -> None:
+    """An OceanBase reverse stream may give one table's rows with the old and the
+    new columns in one batch (around a schema change): neither set is lost."""
+    old = TableMapping(("dst", "t"), ("id", "a"), (0, 1), (0,), False)
+    new = TableMapping(("dst", "t"), ("id", "a", "c"), (0, 1, 2), (0,), False)
+    by_columns = {("id", "a"): old, ("id", "a", "c"): new}
+    b = Batch(1, lambda ch: by_columns[ch.columns])
+    b.add(RowChange(Op.INSERT, "src", "t", ("id", "a"), None, (1, 10)), pos(1))
+    b.add(RowChange(Op.INSERT, "src", "t", ("id", "a", "c"), None, (2, 20, 7)), pos(2))
+    parts = list(b.parts[0].values())
+    assert [tc.mapping for tc in parts] == [old, new]
+    assert [tc.upserts() for tc in parts] == [[(1, 10)], [(2, 20, 7)]]
