@@ -20,6 +20,8 @@ Both phases end with the source and target tables compared row for row.
 and metadata store, in one run of the script:
 
 - ``none``: one-way, no ``options.conflict``: idempotent REPLACE/DELETE (the base);
+- ``filtered``: ``none`` with a row filter every row matches: what judging each
+  change on the source server costs (``sync.row_selection``);
 - ``overwrite``: one-way with ``conflict: overwrite``: checked apply;
 - ``overwrite_two_way``: ``topology: two-way`` with ``conflict: overwrite`` (what
   two-way alone costs the forward task: loop guard, markers);
@@ -121,8 +123,12 @@ class Policy:
     winner: str | None = None
     #: last_writer_wins: date changes by the table's ts column (needed between MariaDBs)
     lww: bool = False
+    #: a row filter on the table (one every row matches: the cost of judging them)
+    row_filter: str | None = None
 
     def label(self, target: str) -> str:
+        if self.row_filter is not None:
+            return f"idempotent, row filter {self.row_filter!r} judged by the source"
         if self.conflict is None:
             return "none (idempotent)"
         mode = "two-way" if self.two_way else "one-way, checked"
@@ -150,6 +156,7 @@ POLICIES: dict[str, Policy] = {
     p.name: p
     for p in (
         Policy("none"),
+        Policy("filtered", row_filter="id >= 0 AND c <> 'never'"),
         Policy("overwrite", "overwrite"),
         Policy("overwrite_two_way", "overwrite", two_way=True),
         # winner: target, so the forward task (it writes the target) decides
@@ -158,7 +165,14 @@ POLICIES: dict[str, Policy] = {
         Policy("last_writer_wins", "last_writer_wins", two_way=True, lww=True),
     )
 }
-DEFAULT_POLICIES = ("none", "overwrite", "overwrite_two_way", "site_priority", "last_writer_wins")
+DEFAULT_POLICIES = (
+    "none",
+    "filtered",
+    "overwrite",
+    "overwrite_two_way",
+    "site_priority",
+    "last_writer_wins",
+)
 
 
 @dataclass
@@ -316,18 +330,21 @@ def _spec(
     *,
     two_way: bool = False,
     options: dict[str, Any] | None = None,
+    row_filter: str | None = None,
 ) -> Path:
     if options is None:
         options = {"write_concurrency": 4}
         if conflict:
             options["conflict"] = conflict
     topology = "topology: two-way\n" if two_way else ""
+    # JSON is YAML: the filters and the options as flow mappings
+    filters = f"filters: {json.dumps({f'{SRC_DB}.{TABLE}': row_filter})}\n" if row_filter else ""
     path.write_text(
         f"name: {TASK}\n{topology}source: {source_url}\ntarget: {target_url}\n"
         "types: [schema, full, incremental]\n"
         f"select: {{databases: [{SRC_DB}]}}\n"
         f"rename: {{databases: {{{SRC_DB}: {DST_DB}}}}}\n"
-        # JSON is YAML: the options as one flow mapping
+        f"{filters}"
         f"options: {json.dumps(options)}\n"
     )
     return path
@@ -599,6 +616,7 @@ def policy_backlog(
             policy.conflict,
             two_way=policy.two_way,
             options=policy.options(target),
+            row_filter=policy.row_filter,
         )
         log = work / "duosync.log"
         try:

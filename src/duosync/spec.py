@@ -385,7 +385,7 @@ class TaskSpec(SpecModel):
                 " row may lie outside the filter on one side); use overwrite or ignore, or"
                 " remove the filters"
             )
-        if self.filters and self.options.dml != tuple(DmlKind):
+        if self.options.dml != tuple(DmlKind):
             raise ValueError(
                 "options.dml: a two-way pair carries every kind of row change; remove"
                 " options.dml, or use topology: one-way"

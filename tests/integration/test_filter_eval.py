@@ -63,9 +63,9 @@ def test_verdicts_are_the_servers_own(
             }
             assert got == [row[0] in ids for row in _ROWS], condition
         # the scratch table never keeps a row; a longer run is split and padded
-        many = [(i, "eu", None, None, None, None) for i in range(1, 451)]
+        many = [(i, "eu", None, None, None, None) for i in range(1, 1501)]
         assert evaluator.matches(FilterTable(db, "t", "id % 3 = 0", f"{db}.t"), _COLUMNS, many) == [
-            i % 3 == 0 for i in range(1, 451)
+            i % 3 == 0 for i in range(1, 1501)
         ]
         # a condition the table cannot evaluate names the filter
         with pytest.raises(ConfigError) as caught:

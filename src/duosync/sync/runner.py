@@ -151,7 +151,10 @@ def run_incremental(
         schema = SchemaSync(spec, mapper, say) if ddl else None
         feed: queue.Queue[object] = queue.Queue(maxsize=512)
         reader = threading.Thread(
-            target=_read, args=(stream, stop, feed), name="changes", daemon=True
+            target=_read,
+            args=(stream, stop, feed, selection if selection.active else None),
+            name="changes",
+            daemon=True,
         )
         reader.start()
         beat = (
@@ -176,7 +179,6 @@ def run_incremental(
                 skip_before,
                 checked_after,
                 guard,
-                selection if selection.active else None,
             )
         finally:
             stop.set()
@@ -190,9 +192,29 @@ def run_incremental(
     return stats
 
 
-def _read(stream: ChangeStream, stop: threading.Event, feed: queue.Queue[object]) -> None:
+@dataclass(frozen=True)
+class _Chosen:
+    """A transaction as read, and what row selection keeps of it (``_read``)."""
+
+    read: Transaction
+    kept: Transaction
+    refused: list[Refusal]
+
+
+def _read(
+    stream: ChangeStream,
+    stop: threading.Event,
+    feed: queue.Queue[object],
+    selection: RowSelection | None,
+) -> None:
+    # Row selection runs here, on the reader thread: the source's verdicts on a
+    # transaction's rows are awaited while the applier writes the batch before it.
     try:
-        for item in stream.read(stop):
+        for read in stream.read(stop):
+            item: object = read
+            if selection is not None and isinstance(read, Transaction):
+                picked = selection.select(read.changes)
+                item = _Chosen(read, replace(read, changes=tuple(picked.changes)), picked.refused)
             while not stop.is_set():
                 try:
                     feed.put(item, timeout=0.5)
@@ -221,7 +243,6 @@ def _loop(
     skip_before: float | None,
     checked_after: Position | None,
     guard: LoopGuard,
-    selection: RowSelection | None,
 ) -> None:
     replaying = replay_until > min(checkpoints)
     checking = checked_after is not None and min(checkpoints) >= checked_after
@@ -287,6 +308,11 @@ def _loop(
             # at least the silence, which shows it (and leaves monitoring).
             stats.lag = max(stats.lag, time.monotonic() - heard)
         now = time.monotonic()
+        refused: list[Refusal] = []
+        if isinstance(item, _Chosen):
+            # the loop guard reads the transaction as written (its marker rows)
+            chosen, refused = item, item.refused
+            item = chosen.kept if not guard.echo(chosen.read) else chosen.read
         if isinstance(item, Transaction) and skip_before and item.commit_ts < skip_before:
             item = Heartbeat(item.position, item.commit_ts)
         if isinstance(item, Transaction) and guard.echo(item):
@@ -295,11 +321,8 @@ def _loop(
             if not batch:
                 stats.lag = max(0.0, time.time() - item.commit_ts)
             item = None
-        refused: list[Refusal] = []
-        if isinstance(item, Transaction) and selection is not None:
-            picked = selection.select(item.changes)
-            refused = picked.refused
-            item = replace(item, changes=tuple(picked.changes))
+        if item is None:
+            refused = []
         if isinstance(item, Transaction):
             last_seen = item.position
             if replaying and item.position > replay_until:
@@ -323,6 +346,8 @@ def _loop(
                 for row in item.changes:
                     if isinstance(row, RowChange):
                         batch.add(row, item.position, item.commit_ts)
+                for refusal in refused:
+                    _refuse(spec, batch, refusal, item.position)
                 batch.end_transaction(item.position, item.commit_ts, now)
                 flush(everyone=True)
                 continue

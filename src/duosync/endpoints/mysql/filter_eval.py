@@ -39,7 +39,7 @@ from duosync.migrate.copier import text_connect
 
 #: rows per INSERT into the scratch table: fixed shapes (OceanBase plans every new
 #: statement text; a short batch is padded with copies of its last row)
-_SIZES = (1, 4, 16, 64, 200)
+_SIZES = (1, 4, 16, 64, 256, 1024)
 _ROW = "__duosync_row"
 
 
