@@ -37,6 +37,20 @@ def run_sql(endpoint: Endpoint, statements: str | list[str], database: str | Non
         conn.close()
 
 
+def checkpoint_rows(endpoint: Endpoint, task: str) -> int:
+    """The task's checkpoint rows on *endpoint* (one per partition once its sync has
+    started; 0 before, also while ``oms.duosync_checkpoint`` does not exist)."""
+    exists = query(
+        endpoint,
+        "SELECT COUNT(*) FROM information_schema.TABLES"
+        " WHERE TABLE_SCHEMA = 'oms' AND TABLE_NAME = 'duosync_checkpoint'",
+    )[0][0]
+    if not exists:
+        return 0
+    sql = "SELECT COUNT(*) FROM oms.duosync_checkpoint WHERE task = %s"
+    return int(query(endpoint, sql, (task,))[0][0])
+
+
 def query(
     endpoint: Endpoint, sql: str, args: Any = None, database: str | None = None
 ) -> list[tuple[Any, ...]]:

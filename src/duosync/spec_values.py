@@ -65,9 +65,9 @@ class DmlKind(StrEnum):
 class DdlKind(StrEnum):
     """A kind of schema change incremental sync may carry (``options.ddl``)."""
 
-    CREATE = "create"  #: CREATE TABLE / VIEW / INDEX
+    CREATE = "create"  #: CREATE TABLE / INDEX (views are not synced)
     ALTER = "alter"  #: ALTER TABLE (columns, keys, options)
-    DROP = "drop"  #: DROP TABLE / VIEW / INDEX
+    DROP = "drop"  #: DROP TABLE / INDEX
     RENAME = "rename"  #: RENAME TABLE, ALTER TABLE ... RENAME
     TRUNCATE = "truncate"  #: TRUNCATE TABLE
 

@@ -18,7 +18,7 @@ from duosync.service.store import MetadataStore
 from duosync.service.tasks import run_spec
 from duosync.spec import TaskSpec
 from duosync.specfile import parse_spec
-from tests.helpers import query, run_sql
+from tests.helpers import checkpoint_rows, query, run_sql
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +51,7 @@ class Sync:
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(home,), daemon=True)
         self.thread.start()
-        _wait_for(lambda: _checkpoints(spec.target, spec.name) == 2, self)
+        _wait_for(lambda: checkpoint_rows(spec.target, spec.name) == 2, self)
 
     def _run(self, home: Path) -> None:
         try:
@@ -84,18 +84,6 @@ def syncing(tmp_path: Path) -> Iterator[Callable[[TaskSpec], Sync]]:
     for run in runs:
         run.close()
     assert not [e for run in runs for e in run.errors]
-
-
-def _checkpoints(endpoint: Endpoint, task: str) -> int:
-    exists = query(
-        endpoint,
-        "SELECT COUNT(*) FROM information_schema.TABLES"
-        " WHERE TABLE_SCHEMA = 'oms' AND TABLE_NAME = 'duosync_checkpoint'",
-    )[0][0]
-    if not exists:
-        return 0
-    sql = "SELECT COUNT(*) FROM oms.duosync_checkpoint WHERE task = %s"
-    return int(query(endpoint, sql, (task,))[0][0])
 
 
 def _wait_for(check: Callable[[], bool], run: Sync, timeout: float = 60) -> None:

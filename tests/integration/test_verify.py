@@ -24,7 +24,7 @@ from duosync.spec import TaskSpec
 from duosync.specfile import parse_spec
 from duosync.verify import VerifyReport, render, verify_task
 from duosync.verify import fix as fixing
-from tests.helpers import admin_connection, query, run_sql
+from tests.helpers import admin_connection, checkpoint_rows, query, run_sql
 
 pytestmark = pytest.mark.integration
 
@@ -529,7 +529,7 @@ def test_rows_in_flight_during_a_sync_are_rechecked_not_reported(
     )
     syncing(spec)
     # checkpoint rows exist once the copy is done and incremental sync has started
-    _wait_for(lambda: _checkpoints(mariadb2, spec.name) == 4)
+    _wait_for(lambda: checkpoint_rows(mariadb2, spec.name) == 4)
     # A real difference, on a row the source never changes again.
     run_sql(mariadb2, ["UPDATE acct SET balance = -1 WHERE id = 7"], database=dst)
     # ~600 row changes in 30 transactions: at 150 rows/s the applier needs ~4 s.
@@ -553,18 +553,3 @@ def test_rows_in_flight_during_a_sync_are_rechecked_not_reported(
     assert acct.different_keys == keys(7) and acct.different == 1
     assert acct.missing == acct.extra == 0
     assert acct.converged > 0
-
-
-def _checkpoints(endpoint: Endpoint, task: str) -> int:
-    exists = query(
-        endpoint,
-        "SELECT COUNT(*) FROM information_schema.TABLES"
-        " WHERE TABLE_SCHEMA = 'oms' AND TABLE_NAME = 'duosync_checkpoint'",
-    )[0][0]
-    if not exists:
-        return 0
-    return int(
-        query(endpoint, "SELECT COUNT(*) FROM oms.duosync_checkpoint WHERE task = %s", (task,))[0][
-            0
-        ]
-    )

@@ -27,7 +27,7 @@ from duosync.spec import TaskSpec
 from duosync.specfile import parse_spec
 from duosync.verify import VerifyReport, render, verify_task
 from duosync.verify import fix as fixing
-from tests.helpers import query, run_sql
+from tests.helpers import checkpoint_rows, query, run_sql
 
 pytestmark = pytest.mark.integration
 
@@ -238,18 +238,6 @@ def test_cli_only_kept_rows_exits_equal_and_fix_leaves_them(
 # -- while the task's sync runs -----------------------------------------------------------------
 
 
-def _checkpoints(endpoint: Endpoint, task: str) -> int:
-    exists = query(
-        endpoint,
-        "SELECT COUNT(*) FROM information_schema.TABLES"
-        " WHERE TABLE_SCHEMA = 'oms' AND TABLE_NAME = 'duosync_checkpoint'",
-    )[0][0]
-    if not exists:
-        return 0
-    sql = "SELECT COUNT(*) FROM oms.duosync_checkpoint WHERE task = %s"
-    return int(query(endpoint, sql, (task,))[0][0])
-
-
 def test_kept_rows_are_not_rechecked_while_the_sync_runs(
     mariadb1: Endpoint,
     mariadb2: Endpoint,
@@ -269,7 +257,7 @@ def test_kept_rows_are_not_rechecked_while_the_sync_runs(
     )
     syncing(spec)
     deadline = time.monotonic() + 60
-    while _checkpoints(mariadb2, spec.name) < 2:
+    while checkpoint_rows(mariadb2, spec.name) < 2:
         assert time.monotonic() < deadline, "incremental sync did not start"
         time.sleep(0.2)
 
