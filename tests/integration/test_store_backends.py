@@ -599,6 +599,71 @@ def test_a_lock_wait_is_unavailable(
         assert store.get_task("t").request == "pause"
 
 
+def test_a_deadlock_victim_is_run_again(server: StoreServer, database: str) -> None:
+    """The store's transaction and another session lock two rows in opposite
+    orders; the server rolls the store's back (it did less work). The store runs
+    it again on the same connection once the other committed: both writes are
+    there, and the caller saw no error."""
+    with MetadataStore(server.url(database)) as store:
+        for name in ["a", "b", *(f"w{i}" for i in range(20))]:
+            store.create_task(name, {})
+    other = _Session(server, database)
+    other.run("BEGIN")
+    # the other session does more work, so the server picks the store's as victim
+    other.run("UPDATE tasks SET owner = 'other' WHERE name = 'b' OR name LIKE 'w%'")
+    conn = store_backends.ThreadConnections(store_backends.open_backend(server.url(database)))
+    runs: list[int] = []
+    b_waits = threading.Event()
+
+    @store_backends.rerun_on_conflict
+    def a_then_b() -> None:
+        runs.append(1)
+        with conn.get().transaction() as db:
+            db.execute("UPDATE tasks SET owner = 'store' WHERE name = 'a'")
+            b_waits.set()
+            db.execute("UPDATE tasks SET request = 'pause' WHERE name = 'b'")
+
+    try:
+        writer = threading.Thread(target=a_then_b)
+        writer.start()
+        assert b_waits.wait(10)
+        time.sleep(0.3)  # the store's UPDATE of b is waiting for the other session
+        other.run("UPDATE tasks SET request = 'resume' WHERE name = 'a'")  # the cycle
+        other.run("COMMIT")
+        writer.join(30)
+        assert not writer.is_alive()
+    finally:
+        other.close()
+        conn.close_all()
+    assert len(runs) == 2
+    rows = server.rows(database, "SELECT name, owner, request FROM tasks WHERE name < 'c'")
+    assert sorted(rows) == [("a", "store", "resume"), ("b", "other", "pause")]
+
+
+class _Session:
+    """A plain session of the test's own on the store's database."""
+
+    def __init__(self, server: StoreServer, database: str) -> None:
+        if isinstance(server, PostgresServer):
+            self._pg: psycopg.Connection[Any] | None = psycopg.connect(
+                server.url(database), autocommit=True
+            )
+        else:
+            assert isinstance(server, MariaDBServer)
+            self._pg = None
+            self._my = server.connect(database)
+
+    def run(self, sql: str) -> None:
+        if self._pg is not None:
+            self._pg.execute(sql)
+            return
+        with self._my.cursor() as cur:
+            cur.execute(sql)
+
+    def close(self) -> None:
+        (self._pg or self._my).close()
+
+
 class _RowHolder:
     def __init__(self, release: Callable[[], None]) -> None:
         self.release = release

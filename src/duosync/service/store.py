@@ -51,6 +51,7 @@ from duosync.service.store_backends import (
     ThreadConnections,
     open_backend,
     parse_store,
+    rerun_on_conflict,
 )
 
 __all__ = [
@@ -265,7 +266,8 @@ class MetadataStore:
     Writes are short transactions, so that wait is milliseconds in practice. A
     method that checks before it writes does so inside its transaction, or in the
     UPDATE's own WHERE (``set_state``, ``claim``): what another process changed
-    in between is never overwritten.
+    in between is never overwritten. A write transaction the server rolled back
+    to break a deadlock is run again (``rerun_on_conflict``).
 
     ``close`` closes every connection the store opened; call it once no other
     thread uses the store (at shutdown). A later use opens a new connection.
@@ -392,6 +394,7 @@ class MetadataStore:
 
     # -- tasks ---------------------------------------------------------------------
 
+    @rerun_on_conflict
     def create_task(
         self, name: str, spec: dict[str, Any], state: State = State.NOT_STARTED
     ) -> TaskRecord:
@@ -411,6 +414,7 @@ class MetadataStore:
             )
         return self.get_task(name)
 
+    @rerun_on_conflict
     def update_spec(self, name: str, spec: dict[str, Any]) -> None:
         """Replace a task's stored spec (a derived spec, e.g. a reverse task's objects
         matched again from its forward task)."""
@@ -443,6 +447,7 @@ class MetadataStore:
         if current != new:
             self.set_state(name, current, new, detail, action)
 
+    @rerun_on_conflict
     def set_state(
         self, name: str, expected: State, new: State, detail: str = "", action: str = ""
     ) -> None:
@@ -493,6 +498,7 @@ class MetadataStore:
             ).fetchall()
         return [TaskEvent(*r) for r in rows]
 
+    @rerun_on_conflict
     def note(self, name: str, detail: str, kind: str = "note") -> None:
         """Record an event that changes no state (e.g. a skipped pre-check)."""
         state = self.get_task(name).state.value
@@ -505,6 +511,7 @@ class MetadataStore:
 
     # -- self-healing --------------------------------------------------------------
 
+    @rerun_on_conflict
     def record_retry(
         self, name: str, attempts: int, since: float, next_at: float, error: str
     ) -> None:
@@ -540,6 +547,7 @@ class MetadataStore:
         self.clear_retry(name)
         self.note(name, detail, "recovered")
 
+    @rerun_on_conflict
     def clear_retry(self, name: str) -> None:
         """Forget the current streak (the run ended: failed, paused or done)."""
         with self._transaction() as db:
@@ -549,12 +557,14 @@ class MetadataStore:
                 (name,),
             )
 
+    @rerun_on_conflict
     def delete_task(self, name: str) -> None:
         with self._transaction() as db:
             db.execute("DELETE FROM tasks WHERE name = ?", (name,))
 
     # -- runner leases and requests -----------------------------------------------
 
+    @rerun_on_conflict
     def claim(self, name: str, owner: str, seconds: float, stale: str | None = None) -> bool:
         """Take (or renew) the task's lease for *owner*: free, expired, already ours,
         or held by *stale* (an owner known dead). Whether we hold it now. The test
@@ -569,6 +579,7 @@ class MetadataStore:
             )
             return cur.rowcount == 1
 
+    @rerun_on_conflict
     def unclaim(self, name: str, owner: str) -> None:
         with self._transaction() as db:
             db.execute(
@@ -576,12 +587,14 @@ class MetadataStore:
                 (name, owner),
             )
 
+    @rerun_on_conflict
     def set_request(self, name: str, request: str | None) -> None:
         with self._transaction() as db:
             db.execute("UPDATE tasks SET request = ? WHERE name = ?", (request, name))
 
     # -- pre-checks ----------------------------------------------------------------
 
+    @rerun_on_conflict
     def save_prechecks(self, name: str, results: list[tuple[str, str, str]]) -> None:
         """Replace the task's pre-check results with (name, status, detail) items."""
         now = time.time()
@@ -602,6 +615,7 @@ class MetadataStore:
         ).fetchall()
         return [StoredCheck(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows]
 
+    @rerun_on_conflict
     def skip_precheck(self, name: str, item: str, detail: str) -> None:
         with self._transaction() as db:
             db.execute(
@@ -619,6 +633,7 @@ class MetadataStore:
 
     # -- checkpoints ---------------------------------------------------------------
 
+    @rerun_on_conflict
     def save_checkpoint(self, task: str, stream: str, position: dict[str, Any]) -> None:
         with self._transaction() as db:
             try:
@@ -665,6 +680,7 @@ class MetadataStore:
         rows = self._db.execute("SELECT DISTINCT tbl FROM chunks WHERE task = ?", (task,))
         return frozenset(str(r[0]) for r in rows.fetchall())
 
+    @rerun_on_conflict
     def save_chunk_plan(self, task: str, table: str, chunks: list[tuple[int, Any, Any]]) -> None:
         with self._transaction() as db:
             db.execute("DELETE FROM chunks WHERE task = ? AND tbl = ?", (task, table))
@@ -682,6 +698,7 @@ class MetadataStore:
                 ],
             )
 
+    @rerun_on_conflict
     def mark_chunk_done(self, task: str, table: str, index: int, rows: int) -> None:
         with self._transaction() as db:
             db.execute(
@@ -689,6 +706,7 @@ class MetadataStore:
                 (rows, task, table, index),
             )
 
+    @rerun_on_conflict
     def record_copy_conflict(self, task: str, table: str, key: Any, detail: str) -> None:
         with self._transaction() as db:
             db.execute(

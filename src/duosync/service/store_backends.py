@@ -22,6 +22,8 @@ opens a new one, so a store server that restarted is used again at once.
 from __future__ import annotations
 
 import contextlib
+import functools
+import random
 import re
 import sqlite3
 import threading
@@ -33,7 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import pymysql
@@ -63,6 +65,9 @@ IO_SECONDS = 2 * BUSY_SECONDS
 #: ``PRAGMA user_version``)
 VERSION_TABLE = "duosync_store_version"
 
+#: ER_LOCK_DEADLOCK: InnoDB rolled the transaction back
+_MYSQL_DEADLOCK = 1213
+
 _MYSQL_SCHEMES = {"mariadb": Flavor.MARIADB, "mysql": Flavor.MYSQL}
 _POSTGRES_SCHEMES = {"postgresql", "postgres"}
 _DEFAULT_PORTS = {"mariadb": 3306, "mysql": 3306, "postgresql": 5432, "postgres": 5432}
@@ -74,6 +79,42 @@ class StoreUnavailable(RetriableError):
     "database is locked"). Retry later; the API answers 503. The change the call
     was making was rolled back, except when the connection was lost during the
     commit itself: then it may or may not have been saved."""
+
+
+class StoreConflict(StoreUnavailable):
+    """The server rolled the write transaction back to break a deadlock (or a
+    serialization failure on PostgreSQL). Nothing of it was saved and the
+    connection is still good, so the store runs the transaction again
+    (``CONFLICT_ATTEMPTS`` times in all) before this reaches the caller."""
+
+
+#: times a write transaction is run before a deadlock reaches its caller
+CONFLICT_ATTEMPTS = 5
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def rerun_on_conflict(write: Callable[_P, _T]) -> Callable[_P, _T]:
+    """*write* (one store transaction, no effect outside it) run again when the
+    server broke a deadlock by rolling it back: two processes creating the same
+    task can deadlock on InnoDB's duplicate-key locks, and the run after the
+    rollback sees the other's row (``TaskExists``). The pause is short and random,
+    so the two do not meet again at once."""
+
+    @functools.wraps(write)
+    def rerun(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                return write(*args, **kwargs)
+            except StoreConflict:
+                if attempt == CONFLICT_ATTEMPTS:
+                    raise
+                time.sleep(random.uniform(0.01, 0.05) * attempt)
+        raise AssertionError("unreachable")
+
+    return rerun
 
 
 class IntegrityViolation(FatalError):
@@ -194,6 +235,8 @@ class Result:
 class ErrorKind(Enum):
     INTEGRITY = "integrity"
     UNAVAILABLE = "unavailable"
+    #: a deadlock the server broke by rolling the transaction back
+    CONFLICT = "conflict"
     CONFIG = "config"
     OTHER = "other"
 
@@ -302,6 +345,9 @@ class StoreConnection:
             self.broken = True
             self._on_broken(self)
             return self.backend.unavailable(found.text)
+        if found.kind is ErrorKind.CONFLICT:
+            # the server rolled the whole transaction back; the connection is fine
+            return StoreConflict(f"metadata store {self.backend.display}: {found.text}")
         if found.kind is ErrorKind.INTEGRITY:
             return IntegrityViolation(f"metadata store {self.backend.display}: {found.text}")
         if found.kind is ErrorKind.CONFIG:
@@ -652,6 +698,8 @@ class MySQLBackend(_ServerBackend):
         text = self._scrub(error.message)
         if isinstance(exc, pymysql.err.IntegrityError):
             return Classified(ErrorKind.INTEGRITY, text)
+        if exc.args and exc.args[0] == _MYSQL_DEADLOCK:
+            return Classified(ErrorKind.CONFLICT, text)
         if isinstance(error, RetriableError):
             return Classified(ErrorKind.UNAVAILABLE, text)
         if isinstance(error, ConfigError):
@@ -714,6 +762,8 @@ class PostgresBackend(_ServerBackend):
     _MIGRATE_LOCK = zlib.crc32(b"duosync_store_migrate")
     #: SQLSTATE classes of errors the user fixes: authorization, unknown database
     _CONFIG_STATES = ("28", "3D")
+    #: deadlock_detected, serialization_failure: the transaction was rolled back
+    _CONFLICT_STATES = ("40P01", "40001")
     #: what libpq says when it could not log in (no SQLSTATE on connect errors)
     _CONFIG_TEXT = ("authentication failed", "does not exist", "no pg_hba.conf entry")
     _CONFIG_HINT = "check the user, password and database of the store's URL (create the database)"
@@ -758,6 +808,8 @@ class PostgresBackend(_ServerBackend):
         state = getattr(exc, "sqlstate", None) or ""
         if isinstance(exc, errors.IntegrityError):
             return Classified(ErrorKind.INTEGRITY, text)
+        if state in self._CONFLICT_STATES:
+            return Classified(ErrorKind.CONFLICT, text)
         if state.startswith(self._CONFIG_STATES) or (
             not state and any(t in text for t in self._CONFIG_TEXT)
         ):
