@@ -83,6 +83,10 @@ class Options(SpecModel):
     #: every N seconds write a row to the source's oms.duosync_heartbeat, so the
     #: position advances and lag stays measurable while the source is idle
     heartbeat_seconds: int | None = Field(default=None, ge=1, le=60)
+    #: incremental sync: row changes above which a source transaction is applied
+    #: as it is read (in fragments of this many rows, one target transaction)
+    #: instead of being held whole in memory: the memory bound (sync.streamed)
+    fragment_rows: int = Field(default=25_000, ge=100, le=1_000_000)
     #: incremental sync: what to do with a change the target's rows contradict
     #: (sync.conflicts). Unset: a one-way task writes the source's row state whatever
     #: the target holds and records nothing; a two-way task uses overwrite.

@@ -76,6 +76,28 @@ class Transaction:
     commit_ts: float
     position: Position
     changes: tuple[Change, ...]
+    #: ``Fragment``s of this transaction yielded before it (a stream asked to
+    #: fragment large transactions): its ``changes`` are then only the rest
+    fragments: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Fragment:
+    """The next rows of a large transaction still being read (streams that were
+    given a fragment size): its first rows in source order, so that no consumer
+    must hold the whole transaction. The transaction itself, with its position,
+    commit time and last rows, follows the fragments (``Transaction.fragments``
+    counts them). A fragment has no position: nothing is committed on it, and a
+    stream stopped or failed in the middle reads the transaction again from its
+    start. ``id`` is the transaction's id; fragments never hold ``SchemaChange``s
+    (a transaction with DDL is held whole). ``follows`` is the stream's position
+    before the transaction: every transaction at or before it came earlier, and
+    this one ends after it.
+    """
+
+    id: str
+    follows: Position
+    changes: tuple[RowChange, ...]
 
 
 @dataclass(frozen=True, slots=True)

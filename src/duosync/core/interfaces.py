@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 from duosync.core.catalog import Catalog, ServerInfo
-from duosync.core.events import Heartbeat, Transaction
+from duosync.core.events import Fragment, Heartbeat, Transaction
 from duosync.core.positions import Position
 
 
@@ -48,7 +48,9 @@ class ChangeStream(Protocol):
 
     Contract: ``read(stop)`` yields ``Transaction``s strictly after the start
     position and ``Heartbeat``s while idle, returning soon after *stop* is set and
-    never mid-transaction; ``position`` is where the next ``read`` would start (the
+    never mid-transaction; a stream given a fragment size yields a large
+    transaction's rows first as ``Fragment``s (the contract of ``Fragment``);
+    ``position`` is where the next ``read`` would start (the
     last item yielded). ``confirm(p)`` may be called from any thread once every
     change up to ``p`` is durably applied (a log the source keeps for us may then be
     trimmed). One reader thread.
@@ -57,7 +59,7 @@ class ChangeStream(Protocol):
     @property
     def position(self) -> Position: ...
 
-    def read(self, stop: threading.Event) -> Iterator[Transaction | Heartbeat]: ...
+    def read(self, stop: threading.Event) -> Iterator[Transaction | Heartbeat | Fragment]: ...
 
     def confirm(self, position: Position) -> None: ...
 

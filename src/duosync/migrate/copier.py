@@ -37,6 +37,7 @@ from typing import Any
 
 import pymysql.converters
 from pymysql.connections import Connection
+from pymysql.constants import CLIENT
 
 from duosync.config import Endpoint
 from duosync.core.catalog import Table
@@ -56,6 +57,33 @@ _TEXT_CONV = {k: v for k, v in pymysql.converters.conversions.items() if not isi
 COPY_TIMEOUT = 300.0
 
 
+#: (host, port) of servers whose last greeting offered no TLS. PyMySQL's default
+#: (TLS when the server offers it) builds an SSL context, CA bundle and all, for
+#: every connection before it knows: about 27 ms of CPU holding the GIL, serialised
+#: over the 8-10 connections of each copy or verify, and wasted on such a server.
+_NO_TLS: set[tuple[str, int]] = set()
+
+
+def open_connection(endpoint: Endpoint, **options: Any) -> Connection[Any]:
+    """``connection.connect`` without the SSL context where the server offers no
+    TLS. The result is PyMySQL's default exactly: plain text if and only if the
+    greeting of this very connection offered no TLS (one that now does is opened
+    again with TLS)."""
+    where = (endpoint.host, endpoint.port)
+    plain = where in _NO_TLS
+    first: dict[str, Any] = {**options, "ssl_disabled": True} if plain else options
+    conn = connect(endpoint, **first)
+    offers_tls = bool(getattr(conn, "server_capabilities", 0) & CLIENT.SSL)
+    if offers_tls:
+        _NO_TLS.discard(where)
+        if plain:  # the server was reconfigured since: TLS, as the default would
+            conn.close()
+            return connect(endpoint, **options)
+    else:
+        _NO_TLS.add(where)
+    return conn
+
+
 def text_connect(endpoint: Endpoint, *, timeout: float | None = COPY_TIMEOUT) -> Connection[Any]:
     """A connection whose results are the server's text (bytes for binary types).
 
@@ -64,7 +92,7 @@ def text_connect(endpoint: Endpoint, *, timeout: float | None = COPY_TIMEOUT) ->
     A read or write that waits longer than *timeout* raises ``RetriableError``
     (a connection whose peer vanished without a reset would wait forever); None
     waits as long as the statement takes (DDL)."""
-    conn = connect(endpoint, conv=_TEXT_CONV, read_timeout=timeout, write_timeout=timeout)
+    conn = open_connection(endpoint, conv=_TEXT_CONV, read_timeout=timeout, write_timeout=timeout)
     with driver_errors(endpoint), conn.cursor() as cur:
         cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         # Literals rendered by QUOTE() and by the driver use backslash escapes.
@@ -353,7 +381,8 @@ def _literal_limit(source: Endpoint, target: Endpoint) -> int:
     """Bytes of VALUES text per statement: what both servers' packets take."""
     sizes = [MAX_STATEMENT]
     for endpoint in (source, target):
-        conn = connect(endpoint)
+        # first connection of the copy: learns whether the server offers TLS
+        conn = open_connection(endpoint)
         try:
             sizes.append(max_packet(conn) - _HEADER_ROOM)
         except pymysql.err.MySQLError as exc:
@@ -422,7 +451,11 @@ def run_copy(
     for _ in range(readers):
         work.put(None)
     limit = _literal_limit(source, target)
-    data: queue.Queue[tuple[CopyJob, Chunk, ChunkData]] = queue.Queue(maxsize=max(2, writers * 2))
+    # None tells a writer to leave at once (it would otherwise notice *stop* only at
+    # its next half-second poll, which every run paid at its end).
+    data: queue.Queue[tuple[CopyJob, Chunk, ChunkData] | None] = queue.Queue(
+        maxsize=max(2, writers * 2)
+    )
     done: queue.Queue[ChunkResult | BaseException] = queue.Queue()
     stop = threading.Event()
 
@@ -469,6 +502,8 @@ def run_copy(
                     item = data.get(timeout=0.5)
                 except queue.Empty:
                     continue
+                if item is None:
+                    break
                 job, chunk, rows = item
                 limiter.acquire(rows.rows, rows.nbytes)
                 for attempt in range(1, _WRITE_ATTEMPTS + 1):
@@ -515,6 +550,10 @@ def run_copy(
         failure = exc
     finally:
         stop.set()  # readers and writers poll it and leave within half a second
+        for _ in wthreads:
+            # A full queue means writers are busy: they see *stop* after that item.
+            with contextlib.suppress(queue.Full):
+                data.put_nowait(None)
         for t in threads + wthreads:
             t.join(timeout=30)
     if failure is not None:

@@ -14,7 +14,8 @@ from typing import Any
 
 from duosync.config import Endpoint
 from duosync.core.catalog import Table
-from duosync.endpoints.mysql.connection import connect, driver_errors
+from duosync.endpoints.mysql.connection import driver_errors
+from duosync.migrate.copier import open_connection
 from duosync.schema.ddl import add_indexes_sql, deferred_indexes
 
 
@@ -28,7 +29,7 @@ def _existing_index_names(cur: Any, t: Table) -> set[str]:
 
 
 def _build(target: Endpoint, table: Table) -> list[str]:
-    conn = connect(target)
+    conn = open_connection(target)
     try:
         with driver_errors(target, table=table.qualified), conn.cursor() as cur:
             have = _existing_index_names(cur, table)

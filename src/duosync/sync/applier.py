@@ -140,12 +140,12 @@ class Applier:
                     conflicts: list[conflict_log.Conflict] = []
                     for changes in batch.parts[p].values():
                         table = ".".join(changes.mapping.target)
-                        conflicts += self._write(cur, changes, batch.checked)
+                        conflicts += self.write(cur, changes, batch.checked)
                     self._finish(cur, p, batch, position, conflicts)
                 return len(conflicts) + len(batch.notes[p])
             except pymysql.err.MySQLError as exc:
                 _rollback(conn)
-                error = self._error(exc, table, position, cur)
+                error = self.error(exc, table, position, cur)
                 if isinstance(error, DataError):
                     return self._apply_rows(p, batch, position)
                 # Deadlocks between partitions (gap locks of neighbouring keys) roll
@@ -159,7 +159,9 @@ class Applier:
                 raise
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _write(self, cur: Any, changes: TableChanges, checked: bool) -> list[conflict_log.Conflict]:
+    def write(self, cur: Any, changes: TableChanges, checked: bool) -> list[conflict_log.Conflict]:
+        """*changes* written in the transaction under way on *cur*: with conflict
+        detection when *checked*, idempotently otherwise; the conflicts found."""
         if checked and changes.mapping.key:
             if self.role is not None:
                 return write_converging(cur, changes, self.role)
@@ -181,13 +183,15 @@ class Applier:
         checkpoint.confirm(self.tenure, self.task, position)
         cur.execute("COMMIT")
 
-    def _error(
-        self, exc: BaseException, table: str | None, position: Position, cur: Any = None
+    def error(
+        self, exc: BaseException, table: str | None, position: Position | None, cur: Any = None
     ) -> DuosyncError:
+        """The driver error *exc*, translated and named by task and position."""
         statement = last_statement(cur) if cur is not None else None
         error = translate(exc, self.target, table=table, statement=statement)
         error.task = self.task
-        error.position = str(position)
+        if position is not None:
+            error.position = str(position)
         return error
 
     def _apply_rows(self, p: int, batch: Batch, position: Position) -> int:
@@ -197,29 +201,40 @@ class Applier:
         try:
             with conn.cursor() as cur:
                 cur.execute("BEGIN")
-                conflicts: list[conflict_log.Conflict] = []
-                for changes in batch.parts[p].values():
-                    for single in _one_by_one(changes):
-                        cur.execute("SAVEPOINT duosync_row")
-                        try:
-                            conflicts += self._write(cur, single, batch.checked)
-                        except pymysql.err.MySQLError as exc:
-                            error = self._error(exc, ".".join(single.mapping.target), position, cur)
-                            if not isinstance(error, DataError):
-                                raise error from None
-                            cur.execute("ROLLBACK TO SAVEPOINT duosync_row")
-                            conflicts.append(self._refused(single, error, position))
+                conflicts = self.write_rows(
+                    cur, list(batch.parts[p].values()), batch.checked, position
+                )
                 self._finish(cur, p, batch, position, conflicts)
             return len(conflicts) + len(batch.notes[p])
         except pymysql.err.MySQLError as exc:
             _rollback(conn)
-            raise self._error(exc, None, position) from None
+            raise self.error(exc, None, position) from None
         except DuosyncError:
             _rollback(conn)
             raise
 
+    def write_rows(
+        self, cur: Any, tables: list[TableChanges], checked: bool, position: Position | None
+    ) -> list[conflict_log.Conflict]:
+        """*tables* written one row at a time, each under a savepoint, inside the
+        transaction under way: a row the target refuses is rolled back alone and
+        recorded (skip) or stops the task (stop); the conflicts found."""
+        conflicts: list[conflict_log.Conflict] = []
+        for changes in tables:
+            for single in _one_by_one(changes):
+                cur.execute("SAVEPOINT duosync_row")
+                try:
+                    conflicts += self.write(cur, single, checked)
+                except pymysql.err.MySQLError as exc:
+                    error = self.error(exc, ".".join(single.mapping.target), position, cur)
+                    if not isinstance(error, DataError):
+                        raise error from None
+                    cur.execute("ROLLBACK TO SAVEPOINT duosync_row")
+                    conflicts.append(self._refused(single, error, position))
+        return conflicts
+
     def _refused(
-        self, single: TableChanges, error: DataError, position: Position
+        self, single: TableChanges, error: DataError, position: Position | None
     ) -> conflict_log.Conflict:
         """A refused row: a conflict-log entry (skip), or the error that stops the
         task naming it (stop)."""
@@ -231,7 +246,7 @@ class Applier:
                 task=self.task,
                 endpoint=self.target.display,
                 table=".".join(m.target),
-                position=str(position),
+                position=None if position is None else str(position),
                 hint="fix the row (or the target column) and start the task again, or set"
                 " options.on_data_error: skip to record such rows in the conflict log",
             )

@@ -274,6 +274,29 @@ def advance(
         )
 
 
+def touch(cur: Any, task: str, tenure: Tenure | None = None) -> None:
+    """Mark the transaction under way as ours at its start, its checkpoint left
+    as it is: partition 0's row is updated first, so the opposite task recognises
+    a large transaction on its first rows (``sync.streamed``). With *tenure*, the
+    same fence as ``advance``."""
+    if tenure is None:
+        cur.execute(
+            f"UPDATE {TABLE} SET applied_at = %s WHERE task = %s AND part = 0", (time.time(), task)
+        )
+        return
+    cur.execute(
+        f"UPDATE {TABLE} SET applied_at = %s WHERE task = %s AND part = 0 AND epoch = %s",
+        (time.time(), task, tenure.epoch),
+    )
+    if cur.rowcount != 1:
+        REFUSED.add()
+        raise Fenced(
+            f"a newer assignment of the task holds its checkpoint (this run's epoch is"
+            f" {tenure.epoch}); the transaction commits nothing",
+            task=task,
+        )
+
+
 def confirm(tenure: Tenure | None, task: str, position: Position) -> None:
     """Refuse (``RetriableError``) unless the run's membership is confirmed: asked
     before the checkpoint update and again just before COMMIT, because a node

@@ -12,7 +12,7 @@ lets it through, and on OceanBase it gets capture triggers like a data table.
 
 from __future__ import annotations
 
-from duosync.core.events import RowChange, Transaction
+from duosync.core.events import Fragment, RowChange, Transaction
 from duosync.endpoints.mysql.inspector import OMS_DATABASE
 
 #: the table whose rows mark a transaction as an applier's (database, table)
@@ -32,8 +32,9 @@ class LoopGuard:
         self.names = {own} if opposite is None else {own, opposite}
         self.dropped = 0
 
-    def echo(self, txn: Transaction) -> bool:
-        """Whether *txn* carries one of those markers (and must be dropped)."""
+    def echo(self, txn: Transaction | Fragment) -> bool:
+        """Whether *txn* (or a fragment of it) carries one of those markers (and
+        must be dropped)."""
         for change in txn.changes:
             if not isinstance(change, RowChange) or not is_marker_table(
                 change.database, change.table

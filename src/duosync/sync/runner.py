@@ -12,6 +12,11 @@ checkpoint are replayed with per-partition filtering, so nothing is applied twic
 A batch is applied when it holds ``max_rows`` row changes, when its first
 transaction has waited ``max_delay`` seconds, when DDL arrives (DDL is never
 reordered against the rows around it), and when the stream goes idle.
+
+Memory is bounded whatever the transactions: the stream hands a transaction of
+more than ``options.fragment_rows`` rows on in fragments, applied as they come in
+one target transaction (``sync.streamed``), and the reader's queue holds at most
+``QUEUE_FRAGMENTS`` times that many rows.
 """
 
 from __future__ import annotations
@@ -23,10 +28,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from duosync.core.events import Heartbeat, RowChange, SchemaChange, Transaction
+from duosync.core.events import Fragment, Heartbeat, RowChange, SchemaChange, Transaction
 from duosync.core.interfaces import ChangeStream
 from duosync.core.positions import Position
-from duosync.errors import DataError
+from duosync.errors import DataError, FatalError
 from duosync.migrate.ratelimit import RateLimiter
 from duosync.spec import ConflictPolicy, OnDataError, TaskSpec
 from duosync.sync.applier import Applier
@@ -38,12 +43,17 @@ from duosync.sync.heartbeat import SourceHeartbeat
 from duosync.sync.loopguard import LoopGuard
 from duosync.sync.mapping import Mapper
 from duosync.sync.row_selection import OUTSIDE, Refusal, RowSelection
+from duosync.sync.streamed import StreamedApply
 from duosync.sync.streams import open_stream
 
 Say = Callable[[str], None]
 
 #: Row changes per batch; more gives bigger target transactions, but more lag.
 MAX_ROWS = 20000
+#: Fragments of the task's size (``options.fragment_rows``, default 25,000: more
+#: than a batch, so the opposite task's batches, whose loop marker comes last, are
+#: seldom fragmented) the reader may have read ahead of the apply (its queue).
+QUEUE_FRAGMENTS = 2
 #: Seconds the oldest transaction of a batch may wait before the batch is applied.
 MAX_DELAY = 0.2
 #: Seconds between checkpoint moves of an idle stream (and progress lines).
@@ -146,13 +156,16 @@ def run_incremental(
         checkpoints = applier.prepare(start, incarnation)
         resume = min(checkpoints)
         replay_until = max(checkpoints)
-        stream = open_stream(spec, resume, mapper, say, markers=True, ddl=ddl)
+        stream = open_stream(
+            spec, resume, mapper, say, markers=True, ddl=ddl, fragment_rows=spec.options.fragment_rows
+        )
         say(f"incremental: reading the source's changes from {resume}")
         schema = SchemaSync(spec, mapper, say) if ddl else None
         feed: queue.Queue[object] = queue.Queue(maxsize=512)
+        budget = _RowBudget(QUEUE_FRAGMENTS * spec.options.fragment_rows)
         reader = threading.Thread(
             target=_read,
-            args=(stream, stop, feed, selection if selection.active else None),
+            args=(stream, stop, feed, selection if selection.active else None, budget),
             name="changes",
             daemon=True,
         )
@@ -170,6 +183,7 @@ def run_incremental(
                 mapper,
                 schema,
                 feed,
+                budget,
                 checkpoints,
                 replay_until,
                 stop,
@@ -194,11 +208,39 @@ def run_incremental(
 
 @dataclass(frozen=True)
 class _Chosen:
-    """A transaction as read, and what row selection keeps of it (``_read``)."""
+    """A transaction (or fragment) as read, and what row selection keeps of it
+    (``_read``)."""
 
-    read: Transaction
-    kept: Transaction
+    read: Transaction | Fragment
+    kept: Transaction | Fragment
     refused: list[Refusal]
+
+
+class _RowBudget:
+    """How many row changes the reader may hold ahead of the apply: the queue's
+    bound in rows (its bound in items alone would let 512 large fragments pile
+    up). One item is always let through, however large."""
+
+    def __init__(self, rows: int) -> None:
+        self.limit = rows
+        self.used = 0
+        self._cond = threading.Condition()
+
+    def take(self, rows: int, stop: threading.Event) -> None:
+        with self._cond:
+            while self.used and self.used + rows > self.limit and not stop.is_set():
+                self._cond.wait(0.5)
+            self.used += rows
+
+    def give(self, rows: int) -> None:
+        with self._cond:
+            self.used -= rows
+            self._cond.notify()
+
+
+def _rows_of(item: object) -> int:
+    read = item.read if isinstance(item, _Chosen) else item
+    return len(read.changes) if isinstance(read, Transaction | Fragment) else 0
 
 
 def _read(
@@ -206,15 +248,23 @@ def _read(
     stop: threading.Event,
     feed: queue.Queue[object],
     selection: RowSelection | None,
+    budget: _RowBudget,
 ) -> None:
     # Row selection runs here, on the reader thread: the source's verdicts on a
     # transaction's rows are awaited while the applier writes the batch before it.
     try:
         for read in stream.read(stop):
             item: object = read
-            if selection is not None and isinstance(read, Transaction):
+            if selection is not None and isinstance(read, Transaction | Fragment):
                 picked = selection.select(read.changes)
-                item = _Chosen(read, replace(read, changes=tuple(picked.changes)), picked.refused)
+                kept: Transaction | Fragment
+                if isinstance(read, Fragment):
+                    rows = tuple(c for c in picked.changes if isinstance(c, RowChange))
+                    kept = replace(read, changes=rows)
+                else:
+                    kept = replace(read, changes=tuple(picked.changes))
+                item = _Chosen(read, kept, picked.refused)
+            budget.take(_rows_of(item), stop)
             while not stop.is_set():
                 try:
                     feed.put(item, timeout=0.5)
@@ -227,6 +277,123 @@ def _read(
         feed.put(_END)
 
 
+@dataclass(frozen=True)
+class _Ended:
+    """How a fragmented transaction ended (``_Large.finish``)."""
+
+    txn: Transaction
+    #: applied: every partition's checkpoint is at its position now
+    committed: bool
+    #: the source itself moved (not an echo of the opposite task)
+    moved: bool
+
+
+class _Large:
+    """The large transaction under way, applied as its fragments come
+    (``sync.streamed``): the fragments and last part of a fragmented transaction
+    go here, not into batches."""
+
+    def __init__(
+        self,
+        spec: TaskSpec,
+        applier: Applier,
+        mapper: Mapper,
+        guard: LoopGuard,
+        stats: SyncStats,
+        limiter: RateLimiter,
+    ) -> None:
+        self.spec, self.applier, self.mapper, self.guard = spec, applier, mapper, guard
+        self.stats, self.limiter = stats, limiter
+        self.open: StreamedApply | None = None
+        #: its first fragment carried the opposite task's marker: the rest is dropped
+        self.dropping = False
+        self.checked = False
+
+    @staticmethod
+    def wants(item: object) -> bool:
+        read = item.read if isinstance(item, _Chosen) else item
+        return isinstance(read, Fragment) or (isinstance(read, Transaction) and read.fragments > 0)
+
+    def fragment(
+        self, item: object, checked: Callable[[Position], bool], before: Callable[[], None]
+    ) -> None:
+        """Write one fragment (*before*: apply the batch that precedes the
+        transaction; *checked*: whether the transaction after a position is
+        applied with conflict detection)."""
+        read, kept, refused = _parts(item)
+        assert isinstance(read, Fragment)
+        if self.dropping:
+            return
+        if self.guard.echo(read):
+            self.abandon()
+            self.dropping = True
+            self.stats.echoes += 1
+            return
+        if self.open is None:
+            before()
+            self.checked = checked(read.follows)
+            self.open = StreamedApply(self.applier)
+        self.open.write(self._part(kept, refused, read.follows))
+
+    def finish(self, item: object, skip_before: float | None) -> _Ended:
+        """The transaction's last part: committed, or rolled back when it turns
+        out to be an echo or older than *skip_before*."""
+        read, kept, refused = _parts(item)
+        assert isinstance(read, Transaction)
+        if any(isinstance(c, SchemaChange) for c in read.changes):
+            self.abandon()
+            raise FatalError(
+                "a fragmented source transaction ends with DDL, which cannot be applied"
+                " inside its target transaction",
+                task=self.spec.name,
+                position=str(read.position),
+            )
+        opened, self.open = self.open, None
+        try:
+            echo = self.dropping or self.guard.echo(read)
+            if echo and not self.dropping:
+                self.stats.echoes += 1
+            if echo or (skip_before and read.commit_ts < skip_before) or opened is None:
+                if opened is not None:
+                    opened.abandon()
+                return _Ended(read, committed=False, moved=not echo)
+            opened.write(self._part(kept, refused, read.position))
+            self.stats.conflicts += opened.commit(read.position, read.commit_ts)
+        finally:
+            self.dropping = False
+        stats = self.stats
+        stats.rows += opened.rows
+        stats.bytes += opened.nbytes
+        stats.transactions += 1
+        stats.batches += 1
+        stats.position = read.position
+        stats.lag = max(0.0, time.time() - read.commit_ts)
+        stats.lags.append(stats.lag)
+        return _Ended(read, committed=True, moved=True)
+
+    def abandon(self) -> None:
+        if self.open is not None:
+            self.open.abandon()
+            self.open = None
+
+    def _part(self, kept: Transaction | Fragment, refused: list[Refusal], at: Position) -> Batch:
+        part = Batch(1, self.mapper.mapping, checked=self.checked)
+        for row in kept.changes:
+            if isinstance(row, RowChange):
+                part.add(row, at)
+        for refusal in refused:
+            _refuse(self.spec, part, refusal, at)
+        self.limiter.acquire(part.rows, part.nbytes)
+        return part
+
+
+def _parts(item: object) -> tuple[Transaction | Fragment, Transaction | Fragment, list[Refusal]]:
+    if isinstance(item, _Chosen):
+        return item.read, item.kept, item.refused
+    assert isinstance(item, Transaction | Fragment)
+    return item, item, []
+
+
 def _loop(
     spec: TaskSpec,
     stream: ChangeStream,
@@ -234,6 +401,7 @@ def _loop(
     mapper: Mapper,
     schema: SchemaSync | None,
     feed: queue.Queue[object],
+    budget: _RowBudget,
     checkpoints: list[Position],
     replay_until: Position,
     stop: threading.Event,
@@ -267,6 +435,12 @@ def _loop(
     # idle checkpoints between them forever.
     last_seen: Position = min(checkpoints)  # the position after everything read
     moved: Position | None = None  # the latest position the source itself reached
+    large = _Large(spec, applier, mapper, guard, stats, limiter)
+
+    def checked_from(follows: Position) -> bool:
+        # ``follows`` is the position before the transaction: at or past the
+        # catch-up's end, the transaction is after it
+        return checked_after is not None and (checking or follows >= checked_after)
 
     def flush(everyone: bool = False) -> None:
         nonlocal batch, last_flush
@@ -298,8 +472,10 @@ def _loop(
         if item is _END:
             break
         if isinstance(item, BaseException):
+            large.abandon()
             raise item
         if item is not None:
+            budget.give(_rows_of(item))
             stats.reads += 1
             heard = time.monotonic()
         elif not batch and time.monotonic() - heard > SILENCE and stats.lag is not None:
@@ -308,6 +484,22 @@ def _loop(
             # at least the silence, which shows it (and leaves monitoring).
             stats.lag = max(stats.lag, time.monotonic() - heard)
         now = time.monotonic()
+        if item is not None and large.wants(item):
+            if isinstance(_parts(item)[0], Fragment):
+                large.fragment(item, checked_from, flush)
+            else:
+                ended = large.finish(item, skip_before)
+                last_seen = ended.txn.position
+                if ended.moved:
+                    moved = last_seen
+                if ended.committed:
+                    checkpoints[:] = [last_seen] * len(checkpoints)
+                    stream.confirm(last_seen)
+                    last_flush = now
+                if checked_after is not None and not checking and last_seen > checked_after:
+                    checking = True
+                    batch = new_batch()
+            item = None
         refused: list[Refusal] = []
         if isinstance(item, _Chosen):
             # the loop guard reads the transaction as written (its marker rows)
@@ -372,6 +564,7 @@ def _loop(
             flush()
         elif (
             not batch
+            and large.open is None
             and moved is not None
             and min(checkpoints) < moved
             and now - last_flush >= IDLE_CHECKPOINT
@@ -382,6 +575,7 @@ def _loop(
         if now - last_line >= IDLE_CHECKPOINT:
             last_line = now
             _progress(stats, say)
+    large.abandon()  # stopped in the middle of one: it is read again next time
     flush()
     _progress(stats, say)
 

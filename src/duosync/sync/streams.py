@@ -34,19 +34,25 @@ def open_stream(
     *,
     markers: bool = False,
     ddl: bool = True,
+    fragment_rows: int | None = None,
 ) -> ChangeStream:
     """The source's change stream from *start*, yielding rows of the selected tables,
     plus (with *markers*) the loop-guard marker rows: the trigger log holds them only
     when capture was installed for a two-way sync (``service.positions``). Without
     *ddl* (a reverse task), an OceanBase source reads no rows back around a schema
-    change (``capture.schema_watch``)."""
+    change (``capture.schema_watch``). With *fragment_rows*, a larger transaction
+    comes in ``Fragment``s of about that many rows."""
 
     def wanted(database: str, table: str) -> bool:
         return mapper.selected(database, table) or (markers and is_marker_table(database, table))
 
     if isinstance(start, BinlogPosition):
         return BinlogStream(
-            spec.source, start, server_id=replica_server_id(spec.name), tables=wanted
+            spec.source,
+            start,
+            server_id=replica_server_id(spec.name),
+            tables=wanted,
+            fragment_rows=fragment_rows,
         )
     with open_inspector(spec.source) as insp:
         # Watched for new tables that a database or rule selection matches.
@@ -59,4 +65,5 @@ def open_stream(
         databases=databases,
         say=say,
         ddl=ddl,
+        fragment_rows=fragment_rows,
     )

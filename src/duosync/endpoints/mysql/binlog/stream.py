@@ -14,7 +14,7 @@ from types import TracebackType
 import pymysql
 
 from duosync.config import Endpoint
-from duosync.core.events import Heartbeat, Op, RowChange, SchemaChange, Transaction
+from duosync.core.events import Fragment, Heartbeat, Op, RowChange, SchemaChange, Transaction
 from duosync.core.positions import BinlogPosition, Position
 from duosync.endpoints.mysql.binlog import events as ev
 from duosync.endpoints.mysql.binlog.protocol import ReplicationConnection
@@ -61,6 +61,10 @@ class _Group:
     mysql: tuple[str, int] | None = None  # (uuid, gno), MySQL only
     changes: list[RowChange | SchemaChange] = field(default_factory=list)
     tables: dict[int, _Table] = field(default_factory=dict)
+    #: fragments of its rows yielded so far (``fragment_rows``)
+    fragments: int = 0
+    #: it holds a SchemaChange (CREATE ... SELECT): held whole, never fragmented
+    has_ddl: bool = False
 
 
 class BinlogStream:
@@ -91,8 +95,11 @@ class BinlogStream:
       yielded. One reader thread; ``server_id`` must be unique among the replicas of
       the server (a second dump with the same id makes the server drop the first).
 
-    Memory: a transaction is held whole until its commit event (rows of a huge
-    transaction all sit in memory at once); spilling to disk is future work.
+    - With *fragment_rows*, a transaction's rows are yielded as ``Fragment``s of
+      that many rows as they are decoded, and the ``Transaction`` at its commit
+      holds the rest (``Transaction.fragments`` says how many came before), so
+      memory is bounded by the fragment size, not by the transaction. Without it,
+      a transaction is held whole until its commit event.
     """
 
     def __init__(
@@ -103,6 +110,7 @@ class BinlogStream:
         server_id: int,
         heartbeat_seconds: float = 1.0,
         tables: TableFilter | None = None,
+        fragment_rows: int | None = None,
     ) -> None:
         if start.gtid and not _MARIA_GTID_TEXT.match(start.gtid) and ":" not in start.gtid:
             raise ConfigError(f"start position {start}: unreadable GTID set {start.gtid!r}")
@@ -110,6 +118,7 @@ class BinlogStream:
         #: where the next ``read`` starts: after the last item yielded
         self.position = start
         self._tables_filter = tables
+        self._fragment_rows = fragment_rows or 0
         self._conn = ReplicationConnection(
             endpoint, server_id=server_id, heartbeat_seconds=heartbeat_seconds
         )
@@ -132,7 +141,7 @@ class BinlogStream:
 
     # -- reading -------------------------------------------------------------------------
 
-    def read(self, stop: threading.Event) -> Iterator[Transaction | Heartbeat]:
+    def read(self, stop: threading.Event) -> Iterator[Transaction | Heartbeat | Fragment]:
         """Yield transactions and heartbeats until *stop* is set (see the class)."""
         conn = self._conn
         conn.close()
@@ -147,13 +156,14 @@ class BinlogStream:
     # One flat dispatch, most frequent events first: it keeps the per-event cost low.
     def _loop(
         self, conn: ReplicationConnection, stop: threading.Event
-    ) -> Iterator[Transaction | Heartbeat]:
+    ) -> Iterator[Transaction | Heartbeat | Fragment]:
         file, offset = self.position.file, self.position.offset
         fde: ev.FormatDescription | None = None
         crc = conn.checksum
         group: _Group | None = None
         codec_of = query_codecs(conn.charsets)
         rows_events, table_map, xid = ev.ROWS_EVENTS, ev.TABLE_MAP, ev.XID
+        fragment_rows = self._fragment_rows
         while not stop.is_set():
             buf = conn.read_packet(file, offset)
             if buf is None:
@@ -181,6 +191,8 @@ class BinlogStream:
                     if group is None or not group.open or fde is None:
                         raise ev.EventError("rows event outside a transaction")
                     self._rows(buf, end, etype, fde, group)
+                    if fragment_rows and len(group.changes) >= fragment_rows and not group.has_ddl:
+                        yield _fragment(group, self.position, file, offset)
                     continue
                 if etype == table_map:
                     if group is None or fde is None:
@@ -328,6 +340,7 @@ class BinlogStream:
                 f"statement-based event {q.sql[:60]!r}: the source must run with binlog_format=ROW"
             )
         group.changes.append(SchemaChange(q.database, q.sql))
+        group.has_ddl = True
         # A DDL statement is its own transaction, unless it opens one (MariaDB
         # CREATE ... SELECT: the CREATE, then rows, then XID).
         return not group.open
@@ -347,7 +360,7 @@ class BinlogStream:
         # more than decoding a small transaction.
         position = BinlogPosition.model_construct(file=file, offset=offset, gtid=gtid)
         self.position = position
-        if not group.changes:
+        if not group.changes and not group.fragments:
             return Heartbeat(position, float(ts))
         return Transaction(
             id=group.gtid or f"{file}:{offset}",
@@ -355,6 +368,7 @@ class BinlogStream:
             commit_ts=float(ts),
             position=position,
             changes=tuple(group.changes),
+            fragments=group.fragments,
         )
 
     def _heartbeat(self, file: str, offset: int, ts: float) -> Heartbeat:
@@ -397,6 +411,16 @@ class BinlogStream:
             endpoint=self.endpoint.display,
             position=f"{file}:{offset}",
         )
+
+
+def _fragment(group: _Group, follows: Position, file: str, offset: int) -> Fragment:
+    """The rows decoded so far of *group*, handed on (and dropped here); *follows*
+    is the position of the transaction before it."""
+    rows = tuple(c for c in group.changes if isinstance(c, RowChange))
+    group.changes = []
+    group.fragments += 1
+    # the transaction's id: its GTID, or where it started (the commit is not known yet)
+    return Fragment(group.gtid or f"{file}:{offset}", follows, rows)
 
 
 def _parse_maria_gtid(text: str | None) -> dict[int, tuple[int, int]]:

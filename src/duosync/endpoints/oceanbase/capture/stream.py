@@ -17,7 +17,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -26,7 +26,7 @@ from pymysql.connections import Connection
 
 from duosync.config import Endpoint
 from duosync.core.catalog import Column
-from duosync.core.events import Change, Heartbeat, Op, RowChange, Transaction
+from duosync.core.events import Change, Fragment, Heartbeat, Op, RowChange, Transaction
 from duosync.core.positions import Position, TriggerLogPosition
 from duosync.endpoints import open_inspector
 from duosync.endpoints.mysql.connection import connect, translate
@@ -64,6 +64,21 @@ class _Version:
     columns: tuple[str, ...]
     decoders: tuple[Decoder, ...]
     catalog: tuple[Column, ...]
+
+
+@dataclass(slots=True)
+class _Assembly:
+    """The log rows read so far of one transaction (``(commit version, tx)``)."""
+
+    key: tuple[int, int]
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    #: fragments yielded before these rows
+    fragments: int = 0
+    #: it yields DDL: never fragmented
+    whole: bool = False
+
+    def fragmentable(self, size: int) -> bool:
+        return not self.whole and len(self.rows) > size
 
 
 @dataclass(slots=True)
@@ -106,7 +121,13 @@ class TriggerLogStream:
       the table) are yielded first (without it, rows written before their triggers
       existed are missed).
 
-    One reader thread. Memory: a transaction is held whole before it is yielded.
+    - With *fragment_rows*, a large transaction's rows are yielded as
+      ``Fragment``s of about that many rows (the contract of ``Fragment``), so
+      memory is bounded by the fragment size. A transaction that holds a schema
+      change (or rows written by newer triggers than the schema read so far) is
+      held whole: its DDL must reach the consumer as a transaction of its own.
+
+    One reader thread.
     """
 
     def __init__(
@@ -125,8 +146,10 @@ class TriggerLogStream:
         purge_seconds: float = 2.0,
         warn_rows: int = 1_000_000,
         ddl: bool = True,
+        fragment_rows: int | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self._fragment_rows = fragment_rows or 0
         #: where the next ``read`` starts: after the last item yielded
         self.position = start
         self.consumer = consumer
@@ -184,16 +207,17 @@ class TriggerLogStream:
             if self._confirmed is None or self._confirmed < position:
                 self._confirmed = position
 
-    def read(self, stop: threading.Event) -> Iterator[Transaction | Heartbeat]:
+    def read(self, stop: threading.Event) -> Iterator[Transaction | Heartbeat | Fragment]:
         last_beat = time.monotonic()
         while not stop.is_set():
             moved = False
             try:
                 self._maintain()
                 for item in self._read_available():
-                    assert isinstance(item.position, TriggerLogPosition)
                     moved = True
-                    self.position = item.position
+                    if not isinstance(item, Fragment):
+                        assert isinstance(item.position, TriggerLogPosition)
+                        self.position = item.position
                     yield item
                     if stop.is_set():
                         return
@@ -212,7 +236,7 @@ class TriggerLogStream:
 
     # -- reading --------------------------------------------------------------
 
-    def _read_available(self) -> Iterator[Transaction | Heartbeat]:
+    def _read_available(self) -> Iterator[Transaction | Heartbeat | Fragment]:
         """Every transaction committed after ``position`` and visible now.
 
         Pages of ``page_rows`` keys continue after the last row read; a transaction
@@ -221,8 +245,7 @@ class TriggerLogStream:
         never purged (every consumer's floor is at or below its position), so the
         images are still there when fetched by key."""
         scn, tx, seq = self.position.scn, self.position.tx, _MAX_SEQ
-        key: tuple[int, int] | None = None
-        rows: list[tuple[Any, ...]] = []
+        txn: _Assembly | None = None
         with self._conn.cursor() as cur:
             while True:
                 cur.execute(_KEYS_SQL, (scn, scn, tx, tx, seq, self._page))
@@ -232,26 +255,54 @@ class TriggerLogStream:
                     images = self._images(cur, [int(k[2]) for k in part])
                     for k in part:
                         row_key = (int(k[0]), int(k[1]))
-                        if key is not None and row_key != key:
-                            yield self._transaction(cur, key, rows)
-                            rows = []
-                        key = row_key
-                        rows.append(images[int(k[2])])
+                        if txn is not None and row_key != txn.key:
+                            yield self._transaction(cur, txn)
+                            txn = None
+                        txn = txn or _Assembly(row_key)
+                        self._add(txn, images[int(k[2])])
+                        if self._fragment_rows and txn.fragmentable(self._fragment_rows):
+                            yield self._fragment(cur, txn)
                 if len(keys) < self._page:
                     break
                 scn, tx, seq = int(keys[-1][0]), int(keys[-1][1]), int(keys[-1][2])
-            if key is not None and rows:
-                yield self._transaction(cur, key, rows)
+            if txn is not None and txn.rows:
+                yield self._transaction(cur, txn)
+
+    def _add(self, txn: _Assembly, row: tuple[Any, ...]) -> None:
+        txn.rows.append(row)
+        _, db, tbl, ver, op, _, _ = row
+        # Schema markers and rows of triggers newer than the schema read so far
+        # make the reader yield DDL: such a transaction is held whole.
+        if str(op) == "S" or int(ver) > self._schema.at((str(db), str(tbl))):
+            txn.whole = True
+
+    def _fragment(self, cur: Any, txn: _Assembly) -> Fragment:
+        # The last row stays for the next part: a row written twice by two trigger
+        # versions during a refresh is two consecutive log rows (``_same_write``).
+        rows, txn.rows = txn.rows[:-1], txn.rows[-1:]
+        txn.fragments += 1
+        changes = self._decoded(cur, txn.key, rows)
+        picked = tuple(c for c in changes if isinstance(c, RowChange))
+        assert len(picked) == len(changes), "a fragment of a transaction without DDL"
+        return Fragment(str(txn.key[1]), self.position, picked)
 
     def _images(self, cur: Any, seqs: list[int]) -> dict[int, tuple[Any, ...]]:
         cur.execute(_IMAGES_SQL + "(" + ", ".join(["%s"] * len(seqs)) + ")", seqs)
         return {int(r[0]): r for r in cur.fetchall()}
 
-    def _transaction(
-        self, cur: Any, key: tuple[int, int], rows: list[tuple[Any, ...]]
-    ) -> Transaction | Heartbeat:
+    def _transaction(self, cur: Any, txn: _Assembly) -> Transaction | Heartbeat:
+        key = txn.key
         position = TriggerLogPosition(scn=key[0], tx=key[1])
         commit_ts = key[0] / 1e9
+        changes = self._decoded(cur, key, txn.rows)
+        if not changes and not txn.fragments:
+            return Heartbeat(position, commit_ts)
+        return Transaction(
+            str(key[1]), 0, commit_ts, position, tuple(changes), fragments=txn.fragments
+        )
+
+    def _decoded(self, cur: Any, key: tuple[int, int], rows: list[tuple[Any, ...]]) -> list[Change]:
+        """The changes that log rows *rows* of transaction *key* stand for."""
         entries: list[_Entry] = []
         for _, db, tbl, ver, op, before, after in rows:
             ref = (str(db), str(tbl))
@@ -271,10 +322,7 @@ class TriggerLogStream:
                     entries[-1] = entry  # keep the copy with the target's columns
                 continue
             entries.append(entry)
-        changes = self._changes(cur, entries, key[0])
-        if not changes:
-            return Heartbeat(position, commit_ts)
-        return Transaction(str(key[1]), 0, commit_ts, position, tuple(changes))
+        return self._changes(cur, entries, key[0])
 
     def _entry(
         self, cur: Any, ref: TableRef, ver: int, op: str, before: Any, after: Any
