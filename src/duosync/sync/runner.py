@@ -157,7 +157,13 @@ def run_incremental(
         resume = min(checkpoints)
         replay_until = max(checkpoints)
         stream = open_stream(
-            spec, resume, mapper, say, markers=True, ddl=ddl, fragment_rows=spec.options.fragment_rows
+            spec,
+            resume,
+            mapper,
+            say,
+            markers=True,
+            ddl=ddl,
+            fragment_rows=spec.options.fragment_rows,
         )
         say(f"incremental: reading the source's changes from {resume}")
         schema = SchemaSync(spec, mapper, say) if ddl else None
