@@ -131,6 +131,7 @@ class ReverseOptions(SpecModel):
     #: unset: the forward task's converging policy if it has one, else overwrite
     conflict: ConflictPolicy | None = None
     heartbeat_seconds: int | None = Field(default=None, ge=1, le=60)
+    fragment_rows: int = Field(default=25_000, ge=100, le=1_000_000)
     retry_for: Duration = DEFAULT_RETRY_FOR
     on_data_error: OnDataError = OnDataError.STOP
     placement: Placement = Field(default_factory=Placement)
@@ -159,6 +160,7 @@ class ReverseOptions(SpecModel):
             rate_bytes_per_second=self.rate_bytes_per_second,
             conflict=conflict or ConflictPolicy.OVERWRITE,
             heartbeat_seconds=self.heartbeat_seconds,
+            fragment_rows=self.fragment_rows,
             retry_for=self.retry_for,
             on_data_error=self.on_data_error,
             placement=self.placement,

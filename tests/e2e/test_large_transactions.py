@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from duosync.config import Endpoint
-from tests.e2e.test_incremental import _converge, _start, _stop
+from tests.e2e.test_incremental import _converge, _start, _stop, _table_rows
+from tests.e2e.test_two_way import _assert_quiet, _wait_state
+from tests.e2e.test_two_way import _cli as _cli_start
 from tests.helpers import checkpoint_rows, query, run_sql
 
 pytestmark = pytest.mark.e2e
@@ -231,3 +233,77 @@ def test_trigger_log_transaction_killed_half_applied_then_exactly_once(
     assert code == 0, err[-3000:]
     assert query(mariadb2, f"SELECT COUNT(*) FROM `{dst}`.big") == [(12_000,)]
     assert query(mariadb2, f"SELECT COUNT(*) FROM `{dst}`.journal") == [(300,)]
+
+
+def test_two_way_large_transactions_do_not_loop(
+    tmp_path: Path,
+    mariadb1: Endpoint,
+    mariadb2: Endpoint,
+    fresh_database: Callable[..., str],
+) -> None:
+    """Large transactions on both sides of a two-way pair, in fragments both ways:
+    each task marks its large target transaction on its first row, so the other
+    recognises the echo on its first fragment and drops it; many small transactions
+    batched into one target transaction (marker last) larger than the other task's
+    fragments are an echo found at the end, rolled back. Both sides end equal, and
+    applying stops once nobody writes."""
+    a_db = fresh_database(mariadb1, "a")
+    b_db = fresh_database(mariadb2, "b")
+    run_sql(
+        mariadb1,
+        [
+            "CREATE TABLE big (id INT PRIMARY KEY, v INT NOT NULL, pad VARCHAR(220))",
+            "INSERT INTO big SELECT seq, 0, REPEAT('s', 200) FROM seq_1_to_20000",
+        ],
+        a_db,
+    )
+    name = f"large-2w-{os.getpid()}"
+    spec = tmp_path / "t.yaml"
+    # forward: one partition, so its batches of small transactions are one large
+    # target transaction; reverse: fragments of 3,000 rows
+    spec.write_text(
+        f"""
+name: {name}
+topology: two-way
+source: mariadb://root@{mariadb1.host}:{mariadb1.port}
+target: mariadb://root@{mariadb2.host}:{mariadb2.port}
+types: [schema, full, incremental]
+select: {{databases: [{a_db}]}}
+rename: {{databases: {{{a_db}: {b_db}}}}}
+options: {{write_concurrency: 1, fragment_rows: 2000}}
+reverse: {{fragment_rows: 3000}}
+"""
+    )
+    home = tmp_path / "home"
+    forward = _start(spec, home)
+    reverse: subprocess.Popen[str] | None = None
+    try:
+        _wait_state(home, name, [forward])
+        reverse = _cli_start(home, "reverse", "-f", str(spec))
+        rname = f"{name}.reverse"
+        _wait("reverse incremental", lambda: checkpoint_rows(mariadb1, rname) > 0, reverse, 120)
+        run_sql(mariadb1, ["UPDATE big SET v = v + 1"], a_db)  # 20,000 rows: A -> B
+        # one side at a time: the same rows written on both at once would conflict
+        _converge(mariadb1, a_db, mariadb2, b_db, ["big"], forward, timeout=300)
+        run_sql(mariadb2, ["UPDATE big SET v = v + 10"], b_db)  # 20,000 rows: B -> A
+        _converge(mariadb1, a_db, mariadb2, b_db, ["big"], reverse, timeout=300)
+        # 100 transactions of 200 rows on A, batched by the forward task
+        run_sql(
+            mariadb1,
+            [
+                f"UPDATE big SET pad = 'p{i}' WHERE id BETWEEN {i * 200 + 1} AND {i * 200 + 200}"
+                for i in range(100)
+            ],
+            a_db,
+        )
+        _converge(mariadb1, a_db, mariadb2, b_db, ["big"], forward, timeout=300)
+        _assert_quiet(mariadb1, mariadb2, (name, rname))
+        assert reverse.poll() is None
+    finally:
+        code, err = _stop(forward)
+        if reverse is not None:
+            rcode, rerr = _stop(reverse)
+            assert rcode == 0, rerr[-3000:]
+    assert code == 0, err[-3000:]
+    assert query(mariadb1, f"SELECT COUNT(*), SUM(v) FROM `{a_db}`.big") == [(20_000, 220_000)]
+    assert _table_rows(mariadb1, a_db, "big") == _table_rows(mariadb2, b_db, "big")
