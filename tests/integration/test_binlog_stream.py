@@ -21,7 +21,7 @@ import pymysql
 import pytest
 
 from duosync.config import Endpoint
-from duosync.core.events import Heartbeat, Op, RowChange, SchemaChange, Transaction
+from duosync.core.events import Fragment, Heartbeat, Op, RowChange, SchemaChange, Transaction
 from duosync.core.positions import BinlogPosition
 from duosync.endpoints.mysql.binlog import BinlogStream
 from duosync.endpoints.mysql.dialect import qualified, quote_ident
@@ -709,3 +709,69 @@ def test_unreachable_server_is_retriable() -> None:
         ) as stream,
     ):
         list(stream.read(threading.Event()))
+
+
+# -- fragments of large transactions ------------------------------------------------------
+
+
+def _fragmented_items(
+    endpoint: Endpoint, start: BinlogPosition, until: BinlogPosition, fragment_rows: int | None
+) -> list[Item | Fragment]:
+    stop = threading.Event()
+    watchdog = threading.Timer(60, stop.set)
+    watchdog.start()
+    items: list[Item | Fragment] = []
+    try:
+        with BinlogStream(
+            endpoint, start, server_id=next(_SERVER_IDS), fragment_rows=fragment_rows
+        ) as stream:
+            for item in stream.read(stop):
+                items.append(item)
+                if not isinstance(item, Fragment) and not item.position < until:
+                    break
+    finally:
+        watchdog.cancel()
+    assert not stop.is_set(), f"stream did not reach {until}"
+    return items
+
+
+def test_a_large_transaction_comes_in_fragments(
+    mariadb1: Endpoint, fresh_database: Callable[..., str]
+) -> None:
+    """With a fragment size, a transaction's rows come first as fragments (each
+    at least that many rows, as whole rows events), then the transaction with the
+    rest: the same rows in the same order as read whole. A transaction with DDL
+    (CREATE ... SELECT) is never fragmented, nor is a small one."""
+    db = fresh_database(mariadb1, "frag")
+    run_sql(mariadb1, ["CREATE TABLE t (id INT PRIMARY KEY, v INT)"], db)
+    start = position_now(mariadb1)
+    run_sql(
+        mariadb1,
+        [
+            "BEGIN",
+            "INSERT INTO t SELECT seq, seq FROM seq_1_to_1050",
+            "UPDATE t SET v = v + 1 WHERE id <= 300",
+            "COMMIT",
+            "INSERT INTO t VALUES (5000, 1)",
+            "CREATE TABLE c AS SELECT * FROM t",
+        ],
+        db,
+    )
+    until = position_now(mariadb1)
+    whole = transactions(
+        [i for i in _fragmented_items(mariadb1, start, until, None) if not isinstance(i, Fragment)]
+    )
+    got = _fragmented_items(mariadb1, start, until, 100)
+    fragments = [i for i in got if isinstance(i, Fragment)]
+    assert len(fragments) >= 2
+    assert all(len(f.changes) >= 100 for f in fragments)
+    assert {f.id for f in fragments} == {whole[0].id}
+    assert {f.follows for f in fragments} == {start}
+    done = transactions([i for i in got if not isinstance(i, Fragment)])
+    assert [t.position for t in done] == [t.position for t in whole]
+    big = done[0]
+    assert big.fragments == len(fragments)
+    assert [*(c for f in fragments for c in f.changes), *big.changes] == list(whole[0].changes)
+    assert len(whole[0].changes) == 1350
+    assert done[1:] == whole[1:] and all(t.fragments == 0 for t in done[1:])
+    assert isinstance(done[2].changes[0], SchemaChange) and len(done[2].changes) == 1052

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from duosync.config import Endpoint
-from duosync.core.events import Heartbeat, Op, RowChange, Transaction
+from duosync.core.events import Fragment, Heartbeat, Op, RowChange, Transaction
 from duosync.core.positions import TriggerLogPosition
 from duosync.endpoints.oceanbase import capture
 from duosync.service.inspection import inspect_endpoint
@@ -387,3 +387,42 @@ def test_install_is_idempotent_and_remove_cleans_up(
     status = capture.status(oceanbase)
     assert status is None or all(c.consumer not in ("cap-x", "cap-y") for c in status.consumers)
     run_sql(oceanbase, ["INSERT INTO t VALUES (1)"], database=db)  # writes unaffected
+
+
+def test_a_large_transaction_comes_in_fragments(
+    oceanbase: Endpoint, fresh_database: Callable[..., str], consumers: list[str]
+) -> None:
+    """With a fragment size, a large transaction's rows come in fragments, then the
+    transaction with the rest: the same rows in the same order as read whole; a
+    small transaction after it comes whole."""
+    db = fresh_database(oceanbase)
+    run_sql(oceanbase, ["CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))"], database=db)
+    consumers.append("cap-frag")
+    start = _install(oceanbase, db, "cap-frag", "t")
+    values = ", ".join(f"({i}, 'v{i}')" for i in range(450))
+    run_sql(
+        oceanbase,
+        ["BEGIN", f"INSERT INTO t VALUES {values}", "UPDATE t SET v = 'u' WHERE id < 50", "COMMIT"],
+        database=db,
+    )
+    run_sql(oceanbase, ["INSERT INTO t VALUES (1000, 'last')"], database=db)
+    with capture.TriggerLogStream(oceanbase, start, consumer="cap-frag", tables=_in(db)) as s:
+        whole = _drain(s, lambda txns: len(txns) >= 2)
+    got: list[Transaction | Fragment] = []
+    stop = threading.Event()
+    with capture.TriggerLogStream(
+        oceanbase, start, consumer="cap-frag", tables=_in(db), fragment_rows=100
+    ) as s:
+        for item in s.read(stop):
+            if isinstance(item, Transaction | Fragment):
+                got.append(item)
+            if len([i for i in got if isinstance(i, Transaction)]) >= 2:
+                break
+    fragments = [i for i in got if isinstance(i, Fragment)]
+    done = [i for i in got if isinstance(i, Transaction)]
+    assert len(whole[0].changes) == 500 and len(fragments) == 4
+    assert all(len(f.changes) == 100 for f in fragments)
+    assert {f.id for f in fragments} == {whole[0].id} and {f.follows for f in fragments} == {start}
+    assert done[0].fragments == 4 and done[0].position == whole[0].position
+    assert [*(c for f in fragments for c in f.changes), *done[0].changes] == list(whole[0].changes)
+    assert done[1] == whole[1] and done[1].fragments == 0

@@ -506,6 +506,14 @@ def _loop(
                     checking = True
                     batch = new_batch()
             item = None
+        elif large.open is not None and isinstance(item, Transaction | _Chosen):
+            # a batch now would begin a transaction on the open one's connection
+            raise FatalError(
+                "the change stream yielded a whole transaction in the middle of a"
+                " fragmented one",
+                task=spec.name,
+                position=str(last_seen),
+            )
         refused: list[Refusal] = []
         if isinstance(item, _Chosen):
             # the loop guard reads the transaction as written (its marker rows)
