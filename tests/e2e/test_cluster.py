@@ -176,6 +176,8 @@ def _spec(t: TaskDef, servers: dict[str, Endpoint]) -> dict[str, Any]:
         "options": {
             "write_concurrency": 2,
             "heartbeat_seconds": 1,
+            # small fragments: c1's large transaction (below) is applied in them
+            "fragment_rows": 5000,
             "placement": {"strategy": t.strategy, "labels": t.labels},
         },
     }
@@ -401,6 +403,43 @@ def test_a_paused_node_commits_nothing_and_gives_its_tasks_up(cluster: Cluster) 
         f"zombie {victim}: {len(epochs)} commits of c1 since the move, 0 under the old epoch"
         f" {old_epoch}; its fenced-transaction counter: {fenced:.0f}"
     )
+
+
+def _open_rows(endpoint: Endpoint) -> int:
+    """Rows written by the largest open transaction on *endpoint*."""
+    got = query(endpoint, "SELECT MAX(trx_rows_modified) FROM information_schema.INNODB_TRX")
+    return int(got[0][0] or 0)
+
+
+def test_a_node_paused_in_a_large_transaction_commits_none_of_it(cluster: Cluster) -> None:
+    """c1's node is paused (SIGSTOP) while a 60,000-row source transaction is half
+    written on the target, in fragments: none of it shows there while the node is
+    frozen; the task moves, its new owner fences the checkpoints (once the target
+    ended the frozen node's idle transaction) and applies the transaction whole,
+    once."""
+    c = cluster
+    runners = wait_for("every task running", c.all_running)
+    victim = runners["c1"]
+    src, dst = c.servers["mariadb1"], c.servers["mariadb2"]
+    count = "SELECT COUNT(*), COALESCE(SUM(id), 0) FROM cl_c1.big"
+    run_sql(src, ["CREATE TABLE big (id INT PRIMARY KEY, pad VARCHAR(100))"], "cl_c1")
+    tables = "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'cl_c1'"
+    wait_for("big on the target", lambda: query(dst, f"{tables} AND TABLE_NAME = 'big'")[0][0])
+    run_sql(
+        src,
+        ["BEGIN", "INSERT INTO big SELECT seq, REPEAT('b', 100) FROM seq_1_to_60000", "COMMIT"],
+        "cl_c1",
+    )
+    wait_for("the transaction half written", lambda: _open_rows(dst) > 10_000, every=0.05)
+    c.nodes[victim].pause()
+    try:
+        assert query(dst, count) == [(0, 0)], "a part of the transaction is visible"
+        wait_for("c1 to run elsewhere", lambda: c.all_running({victim}), timeout=60)
+        wait_for("the transaction applied", lambda: query(dst, count) == query(src, count), 120)
+    finally:
+        c.nodes[victim].resume()
+    wait_for("the cluster to settle", c.all_running)
+    assert query(dst, count) == query(src, count) == [(60_000, 60_000 * 60_001 // 2)]
 
 
 def test_no_node_applies_while_zookeeper_is_gone(cluster: Cluster) -> None:

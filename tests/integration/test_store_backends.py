@@ -16,8 +16,10 @@ own, made and dropped here (``new_database``).
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import re
+import signal
 import socket
 import threading
 import time
@@ -694,12 +696,28 @@ def _hold_row(server: StoreServer, database: str) -> _RowHolder:
     return _RowHolder(release_my)
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
 def _kill_postgres(box: Sandbox) -> None:
     """kill -9 the session's PostgreSQL; return once its process is gone for good.
     A reused sandbox's server (DUOSYNC_TEST_SANDBOX) is no child of ours: until
     init reaps it, a new postmaster takes the zombie for the owner of its pid file
-    and refuses to start."""
+    and refuses to start. Its backends go too: killed alone, the postmaster leaves
+    them serving their sessions until they notice (late, on a loaded machine), and
+    the store's next query would still be answered."""
+    server = box.load().servers[POSTGRES.name]
+    backends = [p for p in _children(server.pid)] if server.pid else []
     pid = kill9(box, POSTGRES.name)
+    for child in backends:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
 
     def reaped() -> bool:
         try:

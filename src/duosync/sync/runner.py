@@ -490,6 +490,8 @@ def _loop(
             # at least the silence, which shows it (and leaves monitoring).
             stats.lag = max(stats.lag, time.monotonic() - heard)
         now = time.monotonic()
+        if item is None and large.open is not None:
+            large.open.keepalive()
         if item is not None and large.wants(item):
             if isinstance(_parts(item)[0], Fragment):
                 large.fragment(item, checked_from, flush)
@@ -509,8 +511,7 @@ def _loop(
         elif large.open is not None and isinstance(item, Transaction | _Chosen):
             # a batch now would begin a transaction on the open one's connection
             raise FatalError(
-                "the change stream yielded a whole transaction in the middle of a"
-                " fragmented one",
+                "the change stream yielded a whole transaction in the middle of a fragmented one",
                 task=spec.name,
                 position=str(last_seen),
             )

@@ -27,6 +27,10 @@ Contract:
 - A fault while it is open (a deadlock, a lost connection) cannot be retried
   here, as the fragments already written are no longer held: it is raised, and
   the task runner retries the phase, which reads the transaction again.
+- While it waits for the next fragment, the open transaction is kept from
+  looking idle (``keepalive``): a cluster run's sessions end transactions idle
+  for ``applier.IDLE_TRANSACTION_TIMEOUT`` seconds, and a source that is slow to
+  read (a long trigger log) could otherwise never get one through.
 - A row the target refuses rolls its fragment back to a savepoint and the
   fragment is written again row by row (``Applier.write_rows``): skipped rows are
   recorded in the conflict log at the commit, ``on_data_error: stop`` stops.
@@ -35,6 +39,7 @@ Contract:
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 import pymysql
@@ -44,6 +49,10 @@ from duosync.errors import DataError
 from duosync.sync import checkpoint, conflict_log
 from duosync.sync.applier import Applier
 from duosync.sync.batch import Batch
+
+#: seconds without a statement after which ``keepalive`` sends one: well under
+#: the idle transaction limit of a cluster run (5 s)
+KEEPALIVE_SECONDS = 1.0
 
 
 class StreamedApply:
@@ -57,6 +66,7 @@ class StreamedApply:
         self.nbytes = 0
         self.cur: Any = self.conn.cursor()
         self._open = True
+        self._last = time.monotonic()
         try:
             self.cur.execute("BEGIN")
             checkpoint.touch(self.cur, applier.task, applier.tenure)
@@ -92,6 +102,19 @@ class StreamedApply:
         except BaseException:
             self.abandon()
             raise
+        self._last = time.monotonic()
+
+    def keepalive(self) -> None:
+        """A statement on the open transaction when none was sent for a second."""
+        if time.monotonic() - self._last < KEEPALIVE_SECONDS:
+            return
+        try:
+            self.cur.execute("SELECT 1")
+            self.cur.fetchall()
+        except pymysql.err.MySQLError as exc:
+            self.abandon()
+            raise self.applier.error(exc, None, None, self.cur) from None
+        self._last = time.monotonic()
 
     def commit(self, position: Position, commit_ts: float) -> int:
         """Move every partition's checkpoint to *position* and commit; the
