@@ -393,8 +393,10 @@ def test_a_paused_node_commits_nothing_and_gives_its_tasks_up(cluster: Cluster) 
     time.sleep(5)
     # every task runs where it is assigned: the zombie kept none under its old epoch
     wait_for("the cluster to settle", c.all_running)
-    epochs = _checkpoint_epochs_since(c.servers["mariadb2"], mark, "c1")
-    assert epochs, "the new owner applied nothing"
+    # (on a loaded machine the task may move back before its new owner committed)
+    epochs = wait_for(
+        "c1 to commit again", lambda: _checkpoint_epochs_since(c.servers["mariadb2"], mark, "c1")
+    )
     stale = [e for e in epochs if e < new_epoch]
     # (later epochs are legitimate: the zombie's return rebalances round-robin tasks)
     assert not stale, f"the paused node committed {len(stale)} transactions under epoch {old_epoch}"

@@ -3,9 +3,13 @@
 We speak the replica side of the protocol ourselves because what a binlog reader
 needs from it is small: a few session variables, one command, then a stream of
 packets each holding one event. PyMySQL has no public API for this, so the
-command is sent and the packets read with its internal ``_execute_command`` and
-``_read_packet`` (the same two calls python-mysql-replication relies on); that is
-the whole surface we depend on.
+command is sent with its internal ``_execute_command`` (as python-mysql-replication
+does), and the event packets are then read straight off the connection's buffered
+socket file (``_rfile``): PyMySQL's own ``_read_packet`` builds a packet object
+and checks the sequence per packet, which cost a tenth of the reader's time on an
+OLTP stream (one packet per event, ten events per small transaction). Those two
+attributes are the whole surface we depend on; the connection is used for
+nothing else once the dump runs.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import pymysql
 from duosync.config import Endpoint
 from duosync.core.positions import BinlogPosition
 from duosync.endpoints.mysql.connection import Connection, connect, query_all, translate
-from duosync.errors import ConfigError, DuosyncError, FatalError
+from duosync.errors import ConfigError, DuosyncError, FatalError, RetriableError
 
 COM_BINLOG_DUMP = 0x12
 #: server error: the requested position is in no binlog (purged, or never existed)
@@ -29,6 +33,13 @@ ER_MASTER_FATAL_ERROR_READING_BINLOG = 1236
 MARIADB_SLAVE_CAPABILITY = 4
 _DUMP = struct.Struct("<IHI")  # position, flags, server id; then the file name
 _MAX_HEARTBEAT_SECONDS = 4294967  # the server's limit for the period
+#: MariaDB ER_SLAVE_SAME_ID: a dump with our server id is still connected (the
+#: reader of a node that was paused or cut off, which the server drops soon)
+ER_SLAVE_SAME_ID = 4052
+#: a packet of this length continues in the next one (payloads over 16 MB)
+_MAX_PACKET = 0xFFFFFF
+#: CR_SERVER_LOST, what PyMySQL raises for a connection lost mid-read
+_LOST = 2013
 
 PURGED_HINT = (
     "run the task's full migration again (a new task, or reset this one) "
@@ -53,6 +64,7 @@ class ReplicationConnection:
         self.server_id = server_id
         self.heartbeat_seconds = min(heartbeat_seconds, _MAX_HEARTBEAT_SECONDS)
         self._conn: Connection[Any] | None = None
+        self._rfile: Any = None
         self.mariadb = False
         #: the checksum setting at connect: events before the first
         #: FORMAT_DESCRIPTION (the fake rotate) follow it
@@ -84,6 +96,9 @@ class ReplicationConnection:
             payload = _DUMP.pack(start.offset, 0, self.server_id) + start.file.encode()
             raw: Any = conn  # PyMySQL internals, see the module docstring
             raw._execute_command(COM_BINLOG_DUMP, payload)
+            # set once: every read then waits at most this long
+            raw._sock.settimeout(read_timeout)
+            self._rfile = raw._rfile
         except pymysql.err.MySQLError as exc:
             conn.close()
             raise self.error(exc, start) from None
@@ -95,12 +110,25 @@ class ReplicationConnection:
     def read_packet(self, file: str, offset: int) -> bytes | None:
         """The next event packet (``0x00`` + event), or None at the end of a
         non-blocking dump. *file* and *offset* (where we are) only name errors."""
-        raw: Any = self._conn
-        if raw is None:
+        rfile = self._rfile
+        if self._conn is None or rfile is None:
             raise FatalError("binlog connection is closed", endpoint=self.endpoint.display)
         try:
-            data: bytes = raw._read_packet().get_all_data()
-        except (pymysql.err.MySQLError, OSError) as exc:
+            data = _payload(rfile)
+            if not data:
+                raise pymysql.err.OperationalError(_LOST, "empty packet in the binlog dump")
+            while len(data) % _MAX_PACKET == 0:  # continued in the next packet
+                more = _payload(rfile)
+                data += more
+                if len(more) < _MAX_PACKET:
+                    break
+            if data[0] == 0xFF:  # an error packet: the server ends the dump
+                pymysql.err.raise_mysql_exception(data)
+        except OSError as exc:  # a timeout, a reset: as PyMySQL reports them
+            here = BinlogPosition(file=file, offset=offset)
+            lost = pymysql.err.OperationalError(_LOST, f"Lost connection to the server ({exc})")
+            raise self.error(lost, here) from None
+        except pymysql.err.MySQLError as exc:
             here = BinlogPosition(file=file, offset=offset)
             raise self.error(exc, here) from None
         if data[0] == 0xFE and len(data) < 9:  # EOF packet
@@ -118,17 +146,37 @@ class ReplicationConnection:
                 position=str(position),
                 hint=PURGED_HINT,
             )
+        if code == ER_SLAVE_SAME_ID:
+            text = translate(exc, self.endpoint).message
+            return RetriableError(
+                f"cannot read the binlog yet: the task's previous reader is still connected"
+                f" ({text})",
+                endpoint=self.endpoint.display,
+                position=str(position),
+            )
         err = translate(exc, self.endpoint, action="read the binlog")
         err.position = str(position)
         return err
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
+        self._rfile = None
         if conn is not None:
             # Closing sends COM_QUIT, which a server in the middle of a dump may not
             # read; we only care that the socket is gone.
             with contextlib.suppress(pymysql.err.MySQLError, OSError):
                 conn.close()
+
+
+def _payload(rfile: Any) -> bytes:
+    """One packet's payload from *rfile* (its 4-byte header: length, sequence)."""
+    header = rfile.read(4)
+    if len(header) == 4:
+        length = header[0] | header[1] << 8 | header[2] << 16
+        data: bytes = rfile.read(length)
+        if len(data) == length:
+            return data
+    raise pymysql.err.OperationalError(_LOST, "Lost connection to MySQL server during query")
 
 
 def _server_charsets(conn: Connection[Any], mariadb: bool) -> dict[int, str]:
