@@ -13,11 +13,15 @@ connecting included.
 migrate`` catching up a 200k-row backlog, and lag p50/p99 at 5k rows/s offered,
 mariadb1 to mariadb2 and to oceanbase1, each checked equal afterwards.
 
+(c) OLTP backlog (``bench/oltp_backlog.py``): a sysbench oltp_write_only backlog
+caught up by duosync, by ``mariadb-binlog | mariadb`` and by a native parallel
+replica on the same binlog range; to OceanBase duosync alone; lag at 5k rows/s.
+
     .venv/bin/duosync sandbox up --dir /tmp/benchbox
-    .venv/bin/python bench/incremental.py --sandbox /tmp/benchbox [--no-e2e]
+    .venv/bin/python bench/incremental.py --sandbox /tmp/benchbox [--parts decode,e2e,oltp]
 
 The last line is ``ratio=X.XX``: duosync rows/s divided by python-mysql-replication
-rows/s.
+rows/s (when part (a) runs).
 """
 
 from __future__ import annotations
@@ -35,16 +39,18 @@ from typing import Any
 
 import pymysql
 from incremental_e2e import end_to_end
+from oltp_backlog import Options, oltp_backlog
+from oltp_servers import BenchError as OltpError
 
 from duosync.config import Endpoint
-from duosync.core.events import RowChange, Transaction
+from duosync.core.events import Fragment, Heartbeat, RowChange
 from duosync.core.positions import BinlogPosition
 from duosync.endpoints.mysql.binlog import BinlogStream
 from duosync.endpoints.mysql.connection import connect
 from duosync.endpoints.mysql.dialect import qualified, quote_ident
 from duosync.endpoints.mysql.position import current_position
 from duosync.errors import DuosyncError
-from duosync.sandbox import DEFAULT_SERVERS, Sandbox
+from duosync.sandbox import DEFAULT_SERVERS, Sandbox, ServerStatus
 
 SOURCE_SERVER = "mariadb1"
 BENCH_DB = "bench_incremental"
@@ -155,11 +161,13 @@ def read_ours(endpoint: Endpoint, start: BinlogPosition, end: BinlogPosition) ->
     stop = threading.Event()
     with BinlogStream(endpoint, start, server_id=OUR_SERVER_ID) as stream:
         for item in stream.read(stop):
-            if isinstance(item, Transaction):
+            if not isinstance(item, Heartbeat):
                 for change in item.changes:
                     if isinstance(change, RowChange):
                         add(change.before, change.after)
-            if not item.position < end:
+            # A fragment (a large transaction's first rows) has no position: its
+            # transaction, which follows, ends the range or not.
+            if not isinstance(item, Fragment) and not item.position < end:
                 break
     return digest
 
@@ -257,21 +265,27 @@ def drop(endpoint: Endpoint) -> None:
 # -- running -----------------------------------------------------------------------------------
 
 
-def reused_sandbox_urls(directory: Path) -> dict[str, str]:
-    statuses = {s.name: s for s in Sandbox(directory).status()}
-    if SOURCE_SERVER not in statuses or not statuses[SOURCE_SERVER].serving:
+PARTS = ("decode", "e2e", "oltp")
+
+
+def reused_sandbox(directory: Path) -> list[ServerStatus]:
+    statuses = Sandbox(directory).status()
+    if not any(s.name == SOURCE_SERVER and s.serving for s in statuses):
         raise BenchError(
             f"sandbox {directory}: {SOURCE_SERVER} not serving"
             f" (run: .venv/bin/duosync sandbox up --dir {directory} --no-oceanbase)"
         )
-    return {name: s.url for name, s in statuses.items()}
+    return statuses
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--sandbox", type=Path, help="reuse this running sandbox directory")
     parser.add_argument("--rows", type=int, default=100_000, help="rows in the table")
     parser.add_argument("--changes", type=int, default=200_000, help="row changes to decode")
+    parser.add_argument(
+        "--parts", default=",".join(PARTS), help="comma-separated: decode, e2e, oltp (default all)"
+    )
     parser.add_argument("--no-e2e", action="store_true", help="only the decode comparison")
     parser.add_argument(
         "--conflict",
@@ -279,31 +293,83 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="part (b) with this conflict policy (checked apply) instead of idempotent apply",
     )
+    parser.add_argument(
+        "--oltp-events", type=int, default=40_000, help="part (c): backlog transactions"
+    )
+    parser.add_argument(
+        "--oltp-rate", type=int, default=1250, help="part (c): lag phase tps (x4 rows)"
+    )
+    parser.add_argument(
+        "--replica-mode",
+        default="optimistic",
+        choices=("conservative", "optimistic", "aggressive", "minimal"),
+        help="part (c): the native replica's slave_parallel_mode",
+    )
+    parser.add_argument(
+        "--oltp-profile",
+        type=Path,
+        help="part (c): py-spy raw profile of the MariaDB catch-up to this file (timed under it)",
+    )
+    parser.add_argument(
+        "--oltp-profile-gil", action="store_true", help="part (c): only samples holding the GIL"
+    )
+    parser.add_argument(
+        "--oltp-targets", default="mariadb2,oceanbase1", help="part (c): target servers"
+    )
     args = parser.parse_args(argv)
-    if args.rows < 1000 or args.changes < 1:
-        parser.error("--rows: at least 1000; --changes: at least 1")
+    args.parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    if args.no_e2e:
+        args.parts = {"decode"}
+    if not args.parts or args.parts - set(PARTS):
+        parser.error(f"--parts: some of {', '.join(PARTS)}")
+    if args.rows < 1000 or args.changes < 1 or args.oltp_events < 1:
+        parser.error("--rows: at least 1000; --changes, --oltp-events: at least 1")
+    return args
+
+
+def _run_parts(args: argparse.Namespace, statuses: Sequence[ServerStatus]) -> float | None:
+    """The parts asked for; returns the decode ratio when part (a) ran."""
+    urls = {s.name: s.url for s in statuses}
+    ratio: float | None = None
+    if "decode" in args.parts:
+        ours, peer = decode_benchmark(urls, rows=args.rows, changes=args.changes)
+        ratio = ours / peer
+    if "e2e" in args.parts:
+        for target in ("mariadb2", "oceanbase1"):
+            if target not in urls:
+                say(f"part (b): no {target} in the sandbox, skipped")
+                continue
+            kind = "oceanbase" if target.startswith("oceanbase") else "mariadb"
+            result = end_to_end(kind, urls[SOURCE_SERVER], urls[target], conflict=args.conflict)
+            print(result.line(), flush=True)
+    if "oltp" in args.parts:
+        opts = Options(
+            events=args.oltp_events,
+            rate=args.oltp_rate,
+            replica_mode=args.replica_mode,
+            profile=args.oltp_profile,
+            profile_gil=args.oltp_profile_gil,
+        )
+        targets = [t.strip() for t in args.oltp_targets.split(",") if t.strip()]
+        for line in oltp_backlog(statuses, targets, opts):
+            print(line, flush=True)
+    return ratio
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _arguments(argv)
     directory: Path | None = None
     box: Sandbox | None = None
     try:
         if args.sandbox is not None:
-            urls = reused_sandbox_urls(args.sandbox)
+            statuses = reused_sandbox(args.sandbox)
         else:
             directory = Path(tempfile.mkdtemp(prefix="duosync-bench-sandbox-"))
             box = Sandbox(directory, BENCH_SERVERS)
             say(f"starting a sandbox in {directory}")
-            urls = {s.name: s.url for s in box.up()}
-        ours, peer = decode_benchmark(urls, rows=args.rows, changes=args.changes)
-        ratio = ours / peer
-        # ---- part (b): end-to-end incremental sync (bench/incremental_e2e.py) ----------
-        if not args.no_e2e:
-            for target in ("mariadb2", "oceanbase1"):
-                if target not in urls:
-                    say(f"part (b): no {target} in the sandbox, skipped")
-                    continue
-                kind = "oceanbase" if target.startswith("oceanbase") else "mariadb"
-                result = end_to_end(kind, urls[SOURCE_SERVER], urls[target], conflict=args.conflict)
-                print(result.line(), flush=True)
-    except (BenchError, DuosyncError, pymysql.MySQLError) as exc:
+            statuses = box.up()
+        ratio = _run_parts(args, statuses)
+    except (BenchError, OltpError, DuosyncError, RuntimeError, pymysql.MySQLError) as exc:
         print(f"bench failed: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -311,7 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             box.down(purge=True)
         if directory is not None:
             shutil.rmtree(directory, ignore_errors=True)
-    print(f"ratio={ratio:.2f}")
+    if ratio is not None:
+        print(f"ratio={ratio:.2f}")
     return 0
 
 
