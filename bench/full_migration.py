@@ -1,15 +1,17 @@
-"""Full-migration throughput: duosync against `mariadb-dump | mariadb`, same run.
+"""Full-migration throughput: duosync against `mariadb-dump | mariadb` and against
+mydumper + myloader, same run.
 
 For each target (MariaDB mariadb1 -> mariadb2, MariaDB mariadb1 -> OceanBase
-oceanbase1) the classic peer pipeline and then ``duosync migrate`` copy the same
-source database; both copies are checked row by row against the source before any
-figure is printed, because the speed of a wrong copy means nothing.
+oceanbase1) the classic dump pipeline, then mydumper + myloader (as many threads as
+duosync), then ``duosync migrate`` copy the same source database; every copy is
+checked row by row against the source before any figure is printed, because the
+speed of a wrong copy means nothing.
 
     .venv/bin/duosync sandbox up --dir /tmp/benchbox
     .venv/bin/python bench/full_migration.py --sandbox /tmp/benchbox --rows 100000
 
-The last line is ``ratio=X.XX``: duosync rows/s divided by peer rows/s, the lower of
-the per-target ratios (the figure a regression must not push down).
+The last line is ``ratio=X.XX``: duosync rows/s divided by mydumper + myloader rows/s,
+the lowest of the per-target ratios (the figure a regression must not push down).
 """
 
 from __future__ import annotations
@@ -40,10 +42,14 @@ HOST = "127.0.0.1"
 SOURCE_SERVER = "mariadb1"
 SOURCE_DB = "bench_src"
 PEER_DB = "peer_bench"
+MYLOADER_DB = "myloader_bench"
 DUOSYNC_DB = "ds_bench"
-# Both target databases are created by the tools (duosync) or by us (peer); the
-# names are fixed so a rerun on a reused sandbox replaces, never accumulates.
-BENCH_DBS = (PEER_DB, DUOSYNC_DB)
+# The target databases are created by the tools (duosync, myloader) or by us (dump
+# pipe); the names are fixed so a rerun on a reused sandbox replaces, never accumulates.
+BENCH_DBS = (PEER_DB, MYLOADER_DB, DUOSYNC_DB)
+# The peers, as results name them; the final ratio is duosync's against MYLOADER.
+DUMP_PIPE = "mariadb-dump|mariadb"
+MYLOADER = "mydumper+myloader"
 # The checkout's own duosync, the one being optimised, whatever is first on PATH.
 DUOSYNC = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "duosync"
 
@@ -81,6 +87,23 @@ PEER_DUMP_FLAGS = ("--single-transaction", "--skip-add-locks", "--skip-lock-tabl
 # Never add --skip-tz-utc: the load would then use seekdb's +08:00 default time
 # zone and shift every TIMESTAMP by 8 hours (the verification catches that).
 OCEANBASE_DUMP_FLAGS: tuple[str, ...] = ()
+
+# mydumper flags for every target. --trx-consistency-only is mydumper's
+# --single-transaction: one consistent InnoDB snapshot shared by its threads, the
+# global read lock released at once (duosync's readers take no lock either).
+# --rows splits each table into files of that many rows, so that both tools
+# parallelise within a table; it is duosync's chunk_rows (spec default 10,000).
+MYDUMPER_FLAGS = ("--trx-consistency-only",)
+DEFAULT_CHUNK_ROWS = 10_000
+# myloader flags for every target. --enable-binlog: without it myloader runs
+# SET SQL_LOG_BIN=0 and MariaDB skips its binlog (about 20% less work there), which
+# neither duosync nor the dump pipe can do, since the target's binlog is what
+# replicas and a reverse task read. OceanBase (seekdb 4.3.5) has no sql_log_bin
+# variable at all (ERROR 1193); myloader ignores that SET's failure and loads
+# anyway, so the flag only spares the failing statement there. Nothing else is needed for seekdb: it
+# loads mydumper's schema files and INSERTs as they are, and honours their
+# SET TIME_ZONE='+00:00' (mydumper's --tz-utc default), so TIMESTAMPs verify equal.
+MYLOADER_FLAGS = ("--enable-binlog",)
 
 
 # -- source data ---------------------------------------------------------------------------
@@ -249,7 +272,14 @@ def generate_source(port: int, rows: int) -> None:
 # -- verification -------------------------------------------------------------------------
 
 
-def table_digest(port: int, database: str, table: TableDef) -> tuple[int, str]:
+# seekdb ends any statement after ob_query_timeout (10 s by default); one digest
+# SELECT reads a whole table, which took longer than that on the shared cores.
+OCEANBASE_DIGEST_SESSION = ("SET SESSION ob_query_timeout = 3600000000",)  # 1 h, in us
+
+
+def table_digest(
+    port: int, database: str, table: TableDef, session: Sequence[str] = ()
+) -> tuple[int, str]:
     """Row count and a digest of every row read in primary-key order.
 
     Rows are hashed as PyMySQL's Python values (Decimal, datetime, str, None), not as
@@ -262,6 +292,8 @@ def table_digest(port: int, database: str, table: TableDef) -> tuple[int, str]:
     digest = hashlib.blake2b(digest_size=16)
     count = 0
     with connect(port) as conn, conn.cursor(pymysql.cursors.SSCursor) as cur:
+        for statement in session:
+            cur.execute(statement)
         cur.execute(sql)  # streamed: a million rows never sit in memory at once
         for row in cur:
             digest.update(repr(row).encode())
@@ -272,8 +304,8 @@ def table_digest(port: int, database: str, table: TableDef) -> tuple[int, str]:
 Digests = dict[str, tuple[int, str]]
 
 
-def database_digests(port: int, database: str) -> Digests:
-    return {t.name: table_digest(port, database, t) for t in TABLES}
+def database_digests(port: int, database: str, session: Sequence[str] = ()) -> Digests:
+    return {t.name: table_digest(port, database, t, session) for t in TABLES}
 
 
 def differences(source: Digests, copy: Digests) -> list[str]:
@@ -348,6 +380,33 @@ def task_spec(source_url: str, target_url: str, concurrency: int, chunk_rows: in
     return yaml.safe_dump(spec, sort_keys=False)
 
 
+def mydumper_commands(
+    source_port: int, target_port: int, directory: Path, threads: int, chunk_rows: int
+) -> tuple[list[str], list[str]]:
+    login = ["-h", HOST, "-u", "root"]
+    dump = ["mydumper", *login, "-P", str(source_port), "--threads", str(threads)]
+    dump += [*MYDUMPER_FLAGS, "--rows", str(chunk_rows), "-B", SOURCE_DB, "-o", str(directory)]
+    load = ["myloader", *login, "-P", str(target_port), "--threads", str(threads)]
+    load += [*MYLOADER_FLAGS, "-B", MYLOADER_DB, "-d", str(directory)]
+    return dump, load
+
+
+def run_myloader(source_port: int, target: Target, target_port: int, args: Options) -> float:
+    """Wall clock of mydumper to files, then myloader from them (schema, data and the
+    indexes, which myloader 0.10 creates with the tables)."""
+    drop_databases(target_port, [MYLOADER_DB])  # myloader creates it from the dump
+    chunk_rows = args.chunk_rows or DEFAULT_CHUNK_ROWS
+    with tempfile.TemporaryDirectory(prefix="duosync-bench-mydumper-") as tmp:
+        directory = Path(tmp) / "dump"  # mydumper wants to create it
+        dump, load = mydumper_commands(
+            source_port, target_port, directory, args.concurrency, chunk_rows
+        )
+        say(f"{target.label}: {shlex.join(dump)} && {shlex.join(load)}")
+        seconds = timed_run(dump, "mydumper")
+        seconds += timed_run(load, "myloader")
+    return seconds
+
+
 def run_duosync(source_url: str, target_url: str, target_port: int, args: Options) -> float:
     if not DUOSYNC.exists():
         raise BenchError(f"{DUOSYNC} not found (run scripts/setup)")
@@ -370,22 +429,22 @@ def run_duosync(source_url: str, target_url: str, target_port: int, args: Option
 class Result:
     target: Target
     rows: int
-    peer_seconds: float
+    #: wall-clock seconds of each peer (DUMP_PIPE, MYLOADER), in the order they ran
+    peer_seconds: dict[str, float]
     duosync_seconds: float
 
-    @property
-    def ratio(self) -> float:
+    def ratio(self, peer: str) -> float:
         # same rows on both sides: the rows/s ratio is the inverse time ratio
-        return self.peer_seconds / self.duosync_seconds
+        return self.peer_seconds[peer] / self.duosync_seconds
 
-    def line(self) -> str:
-        peer_rps = self.rows / self.peer_seconds
+    def lines(self) -> list[str]:
         ds_rps = self.rows / self.duosync_seconds
-        return (
-            f"{self.target.label}: peer {peer_rps:.0f} rows/s ({self.peer_seconds:.2f} s),"
-            f" duosync {ds_rps:.0f} rows/s ({self.duosync_seconds:.2f} s),"
-            f" ratio {self.ratio:.2f}"
-        )
+        return [
+            f"{self.target.label} vs {peer}: peer {self.rows / seconds:.0f} rows/s"
+            f" ({seconds:.2f} s), duosync {ds_rps:.0f} rows/s ({self.duosync_seconds:.2f} s),"
+            f" ratio {self.ratio(peer):.2f}"
+            for peer, seconds in self.peer_seconds.items()
+        ]
 
 
 def say(message: str) -> None:
@@ -393,10 +452,15 @@ def say(message: str) -> None:
 
 
 def verify(target: Target, port: int, source: Digests) -> None:
+    session = OCEANBASE_DIGEST_SESSION if target.key == "oceanbase" else ()
     wrong = [
         f"{tool} copy {database}.{problem}"
-        for tool, database in (("peer", PEER_DB), ("duosync", DUOSYNC_DB))
-        for problem in differences(source, database_digests(port, database))
+        for tool, database in (
+            (DUMP_PIPE, PEER_DB),
+            (MYLOADER, MYLOADER_DB),
+            ("duosync", DUOSYNC_DB),
+        )
+        for problem in differences(source, database_digests(port, database, session))
     ]
     if wrong:
         raise BenchError(f"{target.label}: copy differs from the source:\n  " + "\n  ".join(wrong))
@@ -406,15 +470,17 @@ def bench_target(urls: dict[str, str], target: Target, source: Digests, args: Op
     source_url, target_url = urls[SOURCE_SERVER], urls[target.server]
     target_port = port_of(target_url)
     say(f"{target.label}: peer (mariadb-dump | mariadb)")
-    peer_seconds = run_peer(port_of(source_url), target, target_port)
+    peers = {DUMP_PIPE: run_peer(port_of(source_url), target, target_port)}
+    say(f"{target.label}: peer (mydumper + myloader)")
+    peers[MYLOADER] = run_myloader(port_of(source_url), target, target_port, args)
     say(f"{target.label}: duosync migrate")
     duosync_seconds = run_duosync(source_url, target_url, target_port, args)
-    say(f"{target.label}: verifying both copies")
+    say(f"{target.label}: verifying the three copies")
     verify(target, target_port, source)
     if not args.keep_databases:
         drop_databases(target_port, BENCH_DBS)  # frees the target before the next one
     rows = sum(count for count, _ in source.values())
-    return Result(target, rows, peer_seconds, duosync_seconds)
+    return Result(target, rows, peers, duosync_seconds)
 
 
 def port_of(url: str) -> int:
@@ -514,8 +580,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bench failed: {exc}", file=sys.stderr)
         return 1
     for result in results:
-        print(result.line())
-    print(f"ratio={min(r.ratio for r in results):.2f}")
+        for line in result.lines():
+            print(line)
+    print(f"ratio={min(r.ratio(MYLOADER) for r in results):.2f}")
     return 0
 
 

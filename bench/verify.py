@@ -5,13 +5,18 @@ oceanbase1), duosync's own full migration (``run_spec``, types schema and
 full, ``post_indexing``) copies a generated source database; then ``verify_task``
 compares source and target. The verification must find them equal, and must find
 exactly one planted difference afterwards, before any figure is printed: the speed
-of a comparison that sees nothing means nothing.
+of a comparison that sees nothing means nothing. On MariaDB -> MariaDB the peer,
+``pt-table-sync --print`` (a dry run that prints the statements that would fix the
+target), compares the same tables in the same run, and must print nothing for the
+equal copy and exactly one statement for the planted difference.
 
     .venv/bin/duosync sandbox up --dir /tmp/benchbox
     .venv/bin/python bench/verify.py --sandbox /tmp/benchbox [--rows 200000]
 
-The last line is ``ratio=X.XX``: verification rows/s divided by full-migration
-rows/s, the lower of the per-target ratios. Both are wall clock, in this process.
+The last two lines are ``peer_ratio=X.XX``, duosync verify rows/s divided by
+pt-table-sync rows/s (MariaDB -> MariaDB; absent without that target), and
+``ratio=X.XX``: verification rows/s divided by full-migration rows/s, the lower of
+the per-target ratios. All are wall clock.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -46,6 +52,14 @@ TARGET_DB = "bench_verify_dst"
 TARGETS = {"mariadb": "mariadb2", "oceanbase": "oceanbase1"}
 # The planted difference: a row of the largest table, changed on the target only.
 PLANTED_TABLE = "order_items"
+# pt-table-sync runs where it can: MariaDB -> MariaDB (it speaks MySQL only, and
+# its checksum SQL is not known to agree between MariaDB and OceanBase).
+PEER_TARGET = "mariadb"
+# Its only flag beyond --print: --chunk-size as duosync's chunk_rows, so both
+# checksum ranges of the same size (its default is 1,000 rows). The rest are its
+# defaults: the Chunk algorithm (CRC32 checksums of key ranges on both sides,
+# descending to rows only in chunks that differ) and per-chunk transactions.
+PEER_FLAGS = ("--print",)
 
 
 class BenchError(Exception):
@@ -72,18 +86,30 @@ class Result:
     rows: int
     migrate_seconds: float
     verify_seconds: float
+    #: pt-table-sync --print over the same equal tables (PEER_TARGET only)
+    peer_seconds: float | None = None
 
     @property
     def ratio(self) -> float:
         # same rows both times: the rows/s ratio is the inverse time ratio
         return self.migrate_seconds / self.verify_seconds
 
+    @property
+    def peer_ratio(self) -> float | None:
+        return None if self.peer_seconds is None else self.peer_seconds / self.verify_seconds
+
     def line(self) -> str:
-        return (
+        text = (
             f"mariadb->{self.target}: full migration {self.rows / self.migrate_seconds:.0f} rows/s"
             f" ({self.migrate_seconds:.2f} s), verify {self.rows / self.verify_seconds:.0f}"
             f" rows/s ({self.verify_seconds:.2f} s), ratio {self.ratio:.2f}"
         )
+        if self.peer_seconds is not None:
+            text += (
+                f"; pt-table-sync {self.rows / self.peer_seconds:.0f} rows/s"
+                f" ({self.peer_seconds:.2f} s), peer ratio {self.peer_ratio:.2f}"
+            )
+        return text
 
 
 def execute(endpoint: Endpoint, *statements: str, database: str | None = None) -> None:
@@ -152,6 +178,61 @@ def check_equal(report: VerifyReport, what: str) -> None:
         raise BenchError(f"{what}: verification finds differences in {', '.join(bad)}")
 
 
+def dsn(endpoint: Endpoint, database: str, table: str | None = None) -> str:
+    """A Percona Toolkit DSN (``h=..,P=..``); the table goes in the source's only."""
+    parts = [f"h={endpoint.host}", f"P={endpoint.port}", f"u={endpoint.user}", f"D={database}"]
+    password = endpoint.resolved_password()
+    if password:
+        parts.append(f"p={password}")
+    if table is not None:
+        parts.append(f"t={table}")
+    return ",".join(parts)
+
+
+def run_peer(source: Endpoint, target: Endpoint, chunk_rows: int) -> tuple[float, list[str]]:
+    """pt-table-sync --print over every table: its wall clock (the Perl tool starts
+    once per table, which is how it takes a table whose name differs on the
+    destination) and the statements it printed (lines that are not # comments)."""
+    seconds = 0.0
+    statements: list[str] = []
+    for table in TABLES:
+        argv = [
+            "pt-table-sync",
+            *PEER_FLAGS,
+            "--chunk-size",
+            str(chunk_rows),
+            dsn(source, SOURCE_DB, table.name),
+            dsn(target, TARGET_DB),
+        ]
+        started = time.monotonic()
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        seconds += time.monotonic() - started
+        # exit status 2 means "a table differed"; 1 and 3 an error
+        if proc.returncode not in (0, 2):
+            raise BenchError(
+                f"pt-table-sync on {table.name} exited {proc.returncode}: {proc.stderr}"
+            )
+        statements += [
+            line for line in proc.stdout.splitlines() if line.strip() and not line.startswith("#")
+        ]
+    return seconds, statements
+
+
+def peer_seconds(source: Endpoint, target: Endpoint, args: Options) -> float:
+    """pt-table-sync's seconds over the equal copy, which it must find equal."""
+    seconds, statements = run_peer(source, target, args.chunk_rows)
+    if statements:
+        raise BenchError(f"pt-table-sync finds differences in an equal copy: {statements[:3]}")
+    return seconds
+
+
+def check_peer_planted(source: Endpoint, target: Endpoint, args: Options) -> None:
+    """After the planted change: pt-table-sync must print its one fix, and only that."""
+    _seconds, statements = run_peer(source, target, args.chunk_rows)
+    if len(statements) != 1 or f"`{PLANTED_TABLE}`" not in statements[0]:
+        raise BenchError(f"pt-table-sync should print one fix, it printed: {statements[:3]}")
+
+
 def bench_target(source: Endpoint, key: str, target: Endpoint, args: Options) -> Result:
     execute(target, f"DROP DATABASE IF EXISTS {quote_ident(TARGET_DB)}")
     spec = task(source, target, args)
@@ -171,6 +252,10 @@ def bench_target(source: Endpoint, key: str, target: Endpoint, args: Options) ->
     check_equal(report, f"mariadb->{key}")
     if report.rows != migrated.rows:
         raise BenchError(f"verified {report.rows} rows, the migration copied {migrated.rows}")
+    peer = None
+    if key == PEER_TARGET:
+        say(f"mariadb->{key}: pt-table-sync --print")
+        peer = peer_seconds(source, target, args)
 
     say(f"mariadb->{key}: planting one difference, verifying again")
     execute(
@@ -181,9 +266,11 @@ def bench_target(source: Endpoint, key: str, target: Endpoint, args: Options) ->
     planted = verify_task(spec, say=quiet).table(f"{SOURCE_DB}.{PLANTED_TABLE}")
     if planted.different_keys != [("3", "1")] or planted.missing or planted.extra:
         raise BenchError(f"mariadb->{key}: the planted difference was not found exactly")
+    if key == PEER_TARGET:
+        check_peer_planted(source, target, args)
     if not args.keep_databases:
         execute(target, f"DROP DATABASE IF EXISTS {quote_ident(TARGET_DB)}")
-    return Result(key, report.rows, migrate_seconds, verify_seconds)
+    return Result(key, report.rows, migrate_seconds, verify_seconds, peer)
 
 
 def run(urls: dict[str, str], args: Options) -> list[Result]:
@@ -271,6 +358,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     for result in results:
         print(result.line())
+    peer_ratios = [r.peer_ratio for r in results if r.peer_ratio is not None]
+    if peer_ratios:
+        print(f"peer_ratio={min(peer_ratios):.2f}")
     print(f"ratio={min(r.ratio for r in results):.2f}")
     return 0
 
