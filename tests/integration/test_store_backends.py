@@ -39,7 +39,7 @@ from duosync.api.app import create_app
 from duosync.config import Endpoint
 from duosync.errors import ConfigError, FatalError, RetriableError
 from duosync.sandbox import POSTGRES, Sandbox
-from duosync.service import store_backends
+from duosync.service import store_backends, store_errors
 from duosync.service.states import State
 from duosync.service.store import (
     LATEST_VERSION,
@@ -617,7 +617,7 @@ def test_a_deadlock_victim_is_run_again(server: StoreServer, database: str) -> N
     runs: list[int] = []
     b_waits = threading.Event()
 
-    @store_backends.rerun_on_conflict
+    @store_errors.rerun_on_conflict
     def a_then_b() -> None:
         runs.append(1)
         with conn.get().transaction() as db:

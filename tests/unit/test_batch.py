@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 from duosync.core.events import Op, RowChange
 from duosync.core.positions import BinlogPosition
 from duosync.sync.batch import Batch, TableMapping, partition_of
@@ -75,6 +77,24 @@ def test_partitions_are_stable_and_keep_one_row_together() -> None:
     b.add(change(Op.UPDATE, (7, "a"), (7, "b")), pos(20))
     holders = [p for p, part in enumerate(b.parts) if part]
     assert holders == [partition_of(("dst", "t"), (7,), 4)]
+
+
+def test_partitions_keep_the_values_checkpoints_were_written_with() -> None:
+    """Checkpoints are per partition: a row must land where it landed in any
+    earlier version, whose rule was CRC-32 of repr((target, key))."""
+    pinned = {
+        (("d", "t"), (42,), 8): 1,
+        (("shop", "orders"), (1, "a"), 4): 0,
+        (("x'y", "z"), ("\u00fc", None), 3): 1,
+        (("d", "t"), (), 7): 5,
+    }
+    for (target, key, n), expected in pinned.items():
+        assert partition_of(target, key, n) == expected
+        assert expected == zlib.crc32(repr((target, key)).encode()) % n
+    for i in range(500):
+        key = (i, f"k{i}", None if i % 3 else b"\x00")
+        rule = zlib.crc32(repr((("db", "t"), key)).encode()) % 5
+        assert partition_of(("db", "t"), key, 5) == rule
 
 
 def test_replay_skips_what_a_partition_already_holds() -> None:

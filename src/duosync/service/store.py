@@ -43,14 +43,16 @@ from duosync.service import states
 from duosync.service.states import State
 from duosync.service.store_backends import (
     BUSY_SECONDS,
-    IntegrityViolation,
     SQLiteBackend,
     StoreConnection,
     StoreLocation,
-    StoreUnavailable,
     ThreadConnections,
     open_backend,
     parse_store,
+)
+from duosync.service.store_errors import (
+    IntegrityViolation,
+    StoreUnavailable,
     rerun_on_conflict,
 )
 
