@@ -268,6 +268,35 @@ def native_replica(source: Server, replica: Server, rng: BinlogRange, mode: str)
         conn.close()
 
 
+@contextmanager
+def live_replica(source: Server, replica: Server, start: BinlogPos, mode: str) -> Iterator[None]:
+    """The replica replicates *source* from *start* (where its data is) with no
+    end, as a live replica does, once caught up with the source's position now;
+    stopped and reset on leaving."""
+    conn = connect_to(replica)
+    try:
+        with conn.cursor(pymysql.cursors.DictCursor) as cur:
+            cur.execute("STOP SLAVE")
+            cur.execute("RESET SLAVE ALL")
+            cur.execute("SET GLOBAL slave_parallel_threads = %s", (SYSBENCH_THREADS,))
+            cur.execute("SET GLOBAL slave_parallel_mode = %s", (mode,))
+            cur.execute(
+                "CHANGE MASTER TO MASTER_HOST = %s, MASTER_PORT = %s, MASTER_USER = 'root',"
+                " MASTER_PASSWORD = '', MASTER_LOG_FILE = %s, MASTER_LOG_POS = %s,"
+                " MASTER_USE_GTID = no",
+                (HOST, source.port, start.file, start.pos),
+            )
+            cur.execute("START SLAVE")
+            _wait_replica(cur, master_status(source), time.monotonic())
+            try:
+                yield
+            finally:
+                cur.execute("STOP SLAVE")
+                cur.execute("RESET SLAVE ALL")
+    finally:
+        conn.close()
+
+
 def _wait_replica(cur: Any, end: BinlogPos, started: float) -> float:
     while time.monotonic() - started < 900:
         cur.execute("SHOW SLAVE STATUS")
