@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 import zlib
 
 from duosync.core.events import Op, RowChange
 from duosync.core.positions import BinlogPosition
+from duosync.sync import runner
 from duosync.sync.batch import Batch, TableMapping, partition_of
 
 COLS = ("id", "v")
@@ -138,3 +140,36 @@ def test_a_tables_rows_under_two_column_lists_stay_apart_in_order() -> None:
     parts = list(b.parts[0].values())
     assert [tc.mapping for tc in parts] == [old, new]
     assert [tc.upserts() for tc in parts] == [[(1, 10)], [(2, 20, 7)]]
+
+
+def test_a_live_batch_waits_less_than_a_backlog_batch() -> None:
+    """Once caught up (the newest transaction is recent) lag is the batch's wait,
+    so it is short; a backlog is batched long, for fewer target commits."""
+    b = batch()
+    assert runner._delay(b) == runner.MAX_DELAY  # nothing in it yet
+    b.add(change(Op.INSERT, None, (1, "a")), pos(10), time.time() - 60)
+    b.end_transaction(pos(10), time.time() - 60, time.monotonic())
+    assert runner._delay(b) == runner.MAX_DELAY
+    b.add(change(Op.INSERT, None, (2, "a")), pos(20), time.time())
+    b.end_transaction(pos(20), time.time(), time.monotonic())
+    assert runner._delay(b) == runner.LIVE_DELAY < runner.MAX_DELAY
+
+
+def test_identity_mappings_keep_the_row_and_others_project_it() -> None:
+    same = TableMapping(("dst", "t"), ("id", "v"), (0, 1), (0,))
+    fewer = TableMapping(("dst", "t"), ("v",), (1,), ())
+    swapped = TableMapping(("dst", "t"), ("v", "id"), (1, 0), (1,))
+    assert same.identity and not fewer.identity and not swapped.identity
+    assert same == TableMapping(("dst", "t"), ("id", "v"), (0, 1), (0,))
+    row = (7, "x")
+    for mapping, want in ((same, (7, "x")), (fewer, ("x",)), (swapped, ("x", 7))):
+        b = Batch(1, lambda c, m=mapping: m)
+        b.add(change(Op.INSERT, None, row), pos(10))
+        (tc,) = b.parts[0].values()
+        got = tc.ordered[0][2] if not mapping.key else tc.upserts()[0]
+        assert got == want
+    # a source row wider than the mapping (a column the target lacks) is projected
+    b = Batch(1, lambda c: same)
+    b.add(RowChange(Op.INSERT, "src", "t", ("id", "v", "w"), None, (7, "x", "y")), pos(10))
+    assert next(iter(b.parts[0].values())).upserts() == [(7, "x")]
+    assert b.nbytes == 8 + 1 + 1  # the source image: an int (8) and two 1-character texts
