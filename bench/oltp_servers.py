@@ -239,22 +239,28 @@ def replica_server() -> Iterator[Server]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def _point_replica(cur: Any, source: Server, start: BinlogPos, mode: str) -> None:
+    """The replica, stopped, set to replicate *source* from *start* with
+    ``slave_parallel_threads`` as sysbench's threads and *mode*."""
+    cur.execute("STOP SLAVE")
+    cur.execute("RESET SLAVE ALL")
+    cur.execute("SET GLOBAL slave_parallel_threads = %s", (SYSBENCH_THREADS,))
+    cur.execute("SET GLOBAL slave_parallel_mode = %s", (mode,))
+    cur.execute(
+        "CHANGE MASTER TO MASTER_HOST = %s, MASTER_PORT = %s, MASTER_USER = 'root',"
+        " MASTER_PASSWORD = '', MASTER_LOG_FILE = %s, MASTER_LOG_POS = %s,"
+        " MASTER_USE_GTID = no",
+        (HOST, source.port, start.file, start.pos),
+    )
+
+
 def native_replica(source: Server, replica: Server, rng: BinlogRange, mode: str) -> float:
     """The replica applies X..Y (``START SLAVE UNTIL``); seconds from START SLAVE
     until its SQL thread has executed up to Y."""
     conn = connect_to(replica)
     try:
         with conn.cursor(pymysql.cursors.DictCursor) as cur:
-            cur.execute("STOP SLAVE")
-            cur.execute("RESET SLAVE ALL")
-            cur.execute("SET GLOBAL slave_parallel_threads = %s", (SYSBENCH_THREADS,))
-            cur.execute("SET GLOBAL slave_parallel_mode = %s", (mode,))
-            cur.execute(
-                "CHANGE MASTER TO MASTER_HOST = %s, MASTER_PORT = %s, MASTER_USER = 'root',"
-                " MASTER_PASSWORD = '', MASTER_LOG_FILE = %s, MASTER_LOG_POS = %s,"
-                " MASTER_USE_GTID = no",
-                (HOST, source.port, rng.start.file, rng.start.pos),
-            )
+            _point_replica(cur, source, rng.start, mode)
             started = time.monotonic()
             cur.execute(
                 "START SLAVE UNTIL MASTER_LOG_FILE = %s, MASTER_LOG_POS = %s",
@@ -276,16 +282,7 @@ def live_replica(source: Server, replica: Server, start: BinlogPos, mode: str) -
     conn = connect_to(replica)
     try:
         with conn.cursor(pymysql.cursors.DictCursor) as cur:
-            cur.execute("STOP SLAVE")
-            cur.execute("RESET SLAVE ALL")
-            cur.execute("SET GLOBAL slave_parallel_threads = %s", (SYSBENCH_THREADS,))
-            cur.execute("SET GLOBAL slave_parallel_mode = %s", (mode,))
-            cur.execute(
-                "CHANGE MASTER TO MASTER_HOST = %s, MASTER_PORT = %s, MASTER_USER = 'root',"
-                " MASTER_PASSWORD = '', MASTER_LOG_FILE = %s, MASTER_LOG_POS = %s,"
-                " MASTER_USE_GTID = no",
-                (HOST, source.port, start.file, start.pos),
-            )
+            _point_replica(cur, source, start, mode)
             cur.execute("START SLAVE")
             _wait_replica(cur, master_status(source), time.monotonic())
             try:
