@@ -7,6 +7,7 @@ from typing import Any
 import pymysql
 
 from duosync.config import Endpoint
+from duosync.sync.batch import partition_of
 
 
 def admin_connection(endpoint: Endpoint, database: str | None = None) -> pymysql.Connection[Any]:
@@ -77,3 +78,24 @@ class MoveDatabase:
 
     def column(self, database: str, table: str, column: str) -> str:
         return self.columns.get((table, column), column)
+
+
+def covering_keys(target: tuple[str, str], start: int, most: int = 8) -> list[int]:
+    """Integer keys from *start* up that reach every partition of target table
+    *target* (``sync.batch.partition_of``) for every partition count up to *most*.
+
+    Why: a task commits each partition of a batch in its own transaction, so one
+    row seen on the target proves only that its own partition committed; a
+    transaction writing all these keys reaches every partition of the batch it
+    lands in, and seeing all of them proves the whole batch (and every batch
+    before it) landed."""
+    keys: list[int] = []
+    missing = {(n, p) for n in range(2, most + 1) for p in range(n)}
+    key = start
+    while missing:
+        hit = {(n, partition_of(target, (key,), n)) for n in range(2, most + 1)}
+        if hit & missing:
+            keys.append(key)
+            missing -= hit
+        key += 1
+    return keys

@@ -30,7 +30,7 @@ import pytest
 
 from duosync.config import Endpoint, Flavor
 from duosync.service.store import MetadataStore
-from tests.helpers import admin_connection, query, run_sql
+from tests.helpers import admin_connection, covering_keys, query, run_sql
 
 pytestmark = pytest.mark.e2e
 
@@ -250,7 +250,7 @@ def _diff(rows_a: list[Row], rows_b: list[Row], limit: int = 25) -> str:
     return "\n".join(lines)
 
 
-#: sentinel keys (``_settle``): beyond the hot keys, one per round trip
+#: sentinel keys (``_settle``): beyond the hot keys, a hundred per round trip
 _SENTINEL = 1_000_000
 
 
@@ -259,31 +259,37 @@ def _settle(pair: Pair, timeout: float = 180) -> list[Row]:
     causality rather than by a quiet spell (a decider's batch on OceanBase can run
     longer than any window, with both sides equal at an older state meanwhile).
 
-    A new key written on one side and seen on the other means the task carrying
-    that direction applied everything its stream held before it. Three round trips
-    a -> b -> a -> b cover both placements of the arbiter: the follower's backlog
-    reaches the arbiter, then the arbiter's (the decider's verdicts included)
-    reaches the follower. Nothing is pending after that but the decider dropping
-    the echo's writes, so the sides must be equal now; returns their rows."""
+    New keys written on one side in one transaction and all seen on the other mean
+    the task carrying that direction applied everything its stream held before
+    them. They must be all seen: the keys reach every partition of the batch they
+    land in (``covering_keys``), and a batch's partitions commit one by one, so a
+    single key proves only its own partition (another one may still be writing
+    the rows of the same batch). Three round trips a -> b -> a -> b cover both
+    placements of the arbiter: the follower's backlog reaches the arbiter, then
+    the arbiter's (the decider's verdicts included) reaches the follower. Nothing
+    is pending after that but the decider dropping the echo's writes, so the sides
+    must be equal now; returns their rows."""
     hops = ((pair.a, pair.db_a, pair.b, pair.db_b), (pair.b, pair.db_b, pair.a, pair.db_a))
     for n in range(3):
         source, db_s, target, db_t = hops[n % 2]
-        key = _SENTINEL + n
-        run_sql(
-            source,
-            [f"INSERT INTO t VALUES ({key}, 'sentinel', 'x', 0, UTC_TIMESTAMP(6))"],
-            db_s,
-        )
+        keys = covering_keys((db_t, "t"), _SENTINEL + 100 * n)
+        values = ", ".join(f"({k}, 'sentinel', 'x', 0, UTC_TIMESTAMP(6))" for k in keys)
+        run_sql(source, [f"INSERT INTO t VALUES {values}"], db_s)  # one transaction
+        listed = ", ".join(map(str, keys))
         deadline = time.monotonic() + timeout
-        while not query(target, f"SELECT 1 FROM `{db_t}`.t WHERE id = {key}"):
+        while _count(target, f"SELECT COUNT(*) FROM `{db_t}`.t WHERE id IN ({listed})") < len(keys):
             for p in pair.procs:
                 p.check()
             if time.monotonic() > deadline:
-                raise AssertionError(f"sentinel {key} did not arrive\n" + _logs(pair.procs))
+                raise AssertionError(f"sentinels {keys} did not arrive\n" + _logs(pair.procs))
             time.sleep(0.2)
     rows_a, rows_b = pair.rows()
     assert rows_a == rows_b, f"caught up, yet the sides differ:\n{_diff(rows_a, rows_b)}"
     return rows_a
+
+
+def _count(endpoint: Endpoint, sql: str) -> int:
+    return int(query(endpoint, sql)[0][0])
 
 
 def _stays_equal(pair: Pair, seconds: float = 5) -> None:

@@ -18,7 +18,7 @@ from duosync.service.store import MetadataStore
 from duosync.service.tasks import run_spec
 from duosync.spec import TaskSpec
 from duosync.specfile import parse_spec
-from tests.helpers import checkpoint_rows, query, run_sql
+from tests.helpers import checkpoint_rows, covering_keys, query, run_sql
 
 pytestmark = pytest.mark.integration
 
@@ -97,14 +97,14 @@ def _wait_for(check: Callable[[], bool], run: Sync, timeout: float = 60) -> None
 
 
 def _sentinel(run: Sync, source: Endpoint, src: str, target: Endpoint, dst: str) -> None:
-    """Write a row on the source and wait for it on the target: everything the
-    source did before it (DDL included) has then been applied or skipped."""
-    mark = time.time_ns()
-    run_sql(source, [f"INSERT INTO marks VALUES ({mark})"], database=src)
-    _wait_for(
-        lambda: bool(query(target, "SELECT 1 FROM marks WHERE id = %s", (mark,), database=dst)),
-        run,
-    )
+    """Write rows on the source in one transaction, reaching every partition
+    (``covering_keys``), and wait for them all on the target: everything the source
+    did before them (DDL included) has then been applied or skipped."""
+    keys = covering_keys((dst, "marks"), time.time_ns())
+    listed = ", ".join(map(str, keys))
+    run_sql(source, [f"INSERT INTO marks VALUES {', '.join(f'({k})' for k in keys)}"], src)
+    sql = f"SELECT COUNT(*) FROM marks WHERE id IN ({listed})"
+    _wait_for(lambda: int(query(target, sql, database=dst)[0][0]) == len(keys), run)
 
 
 def _columns(endpoint: Endpoint, db: str, table: str) -> list[str]:
