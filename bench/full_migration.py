@@ -5,7 +5,11 @@ For each target (MariaDB mariadb1 -> mariadb2, MariaDB mariadb1 -> OceanBase
 oceanbase1) the classic dump pipeline, then mydumper + myloader (as many threads as
 duosync), then ``duosync migrate`` copy the same source database; every copy is
 checked row by row against the source before any figure is printed, because the
-speed of a wrong copy means nothing.
+speed of a wrong copy means nothing. Each copy also prints the CPU seconds it cost
+the tool's processes, the source server and the target server (from /proc and the
+children's rusage): on 2 shared cores the sum over wall clock says how far a copy
+is from the machine's limit, and the target's share says whose statements cost
+more to apply.
 
     .venv/bin/duosync sandbox up --dir /tmp/benchbox
     .venv/bin/python bench/full_migration.py --sandbox /tmp/benchbox --rows 100000
@@ -19,13 +23,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import resource
 import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +39,10 @@ from urllib.parse import urlsplit
 import pymysql
 import pymysql.cursors
 import yaml
+from oltp_profile import cpu_seconds
 
 from duosync.errors import DuosyncError
-from duosync.sandbox import DEFAULT_SERVERS, Sandbox
+from duosync.sandbox import DEFAULT_SERVERS, Sandbox, ServerStatus
 
 HOST = "127.0.0.1"
 SOURCE_SERVER = "mariadb1"
@@ -69,6 +75,8 @@ class Options:
     targets: tuple[Target, ...]
     chunk_rows: int | None
     keep_databases: bool
+    #: duosync builds secondary indexes after the copy (``options.post_indexing``)
+    post_indexing: bool = True
 
 
 TARGETS = {
@@ -360,11 +368,17 @@ def run_peer(source_port: int, target: Target, target_port: int) -> float:
     return timed_run(["bash", "-o", "pipefail", "-c", pipeline], f"peer ({pipeline})")
 
 
-def task_spec(source_url: str, target_url: str, concurrency: int, chunk_rows: int | None) -> str:
+def task_spec(
+    source_url: str,
+    target_url: str,
+    concurrency: int,
+    chunk_rows: int | None,
+    post_indexing: bool = True,
+) -> str:
     options: dict[str, object] = {
         "read_concurrency": concurrency,
         "write_concurrency": concurrency,
-        "post_indexing": True,
+        "post_indexing": post_indexing,
     }
     if chunk_rows is not None:
         options["chunk_rows"] = chunk_rows
@@ -415,7 +429,9 @@ def run_duosync(source_url: str, target_url: str, target_port: int, args: Option
     # resume (and skip every chunk) instead of copying.
     with tempfile.TemporaryDirectory(prefix="duosync-bench-") as tmp:
         task = Path(tmp) / "task.yaml"
-        task.write_text(task_spec(source_url, target_url, args.concurrency, args.chunk_rows))
+        task.write_text(
+            task_spec(source_url, target_url, args.concurrency, args.chunk_rows, args.post_indexing)
+        )
         home = Path(tmp) / "home"
         home.mkdir()
         argv = [str(DUOSYNC), "--home", str(home), "migrate", "-f", str(task)]
@@ -426,25 +442,66 @@ def run_duosync(source_url: str, target_url: str, target_port: int, args: Option
 
 
 @dataclass(frozen=True)
+class Copy:
+    """One tool's copy: wall clock and the CPU seconds it cost, by process."""
+
+    seconds: float
+    #: the tool's processes (mydumper plus myloader, the dump pipe's two clients, duosync)
+    tool_cpu: float
+    source_cpu: float
+    target_cpu: float
+
+    def line(self, rows: int) -> str:
+        per_row = 1e6 / rows
+        return (
+            f"CPU {self.tool_cpu:.1f} s tool, {self.source_cpu:.1f} s source server,"
+            f" {self.target_cpu:.1f} s target server ({self.tool_cpu * per_row:.1f} /"
+            f" {self.source_cpu * per_row:.1f} / {self.target_cpu * per_row:.1f} us per row;"
+            f" {2 * self.seconds:.1f} core-s on 2 cores)"
+        )
+
+
+def metered(work: Callable[[], float], source_pid: int | None, target_pid: int | None) -> Copy:
+    """Run *work* (a copy that returns its wall seconds) and count the CPU its child
+    processes and the two servers used meanwhile: where a copy's time goes."""
+
+    def children() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    before = children(), cpu_seconds(source_pid), cpu_seconds(target_pid)
+    seconds = work()
+    return Copy(
+        seconds,
+        children() - before[0],
+        cpu_seconds(source_pid) - before[1],
+        cpu_seconds(target_pid) - before[2],
+    )
+
+
+@dataclass(frozen=True)
 class Result:
     target: Target
     rows: int
-    #: wall-clock seconds of each peer (DUMP_PIPE, MYLOADER), in the order they ran
-    peer_seconds: dict[str, float]
-    duosync_seconds: float
+    #: each peer's copy (DUMP_PIPE, MYLOADER), in the order they ran
+    peers: dict[str, Copy]
+    duosync: Copy
 
     def ratio(self, peer: str) -> float:
         # same rows on both sides: the rows/s ratio is the inverse time ratio
-        return self.peer_seconds[peer] / self.duosync_seconds
+        return self.peers[peer].seconds / self.duosync.seconds
 
     def lines(self) -> list[str]:
-        ds_rps = self.rows / self.duosync_seconds
-        return [
-            f"{self.target.label} vs {peer}: peer {self.rows / seconds:.0f} rows/s"
-            f" ({seconds:.2f} s), duosync {ds_rps:.0f} rows/s ({self.duosync_seconds:.2f} s),"
+        ds_rps = self.rows / self.duosync.seconds
+        lines = [
+            f"{self.target.label} vs {peer}: peer {self.rows / copy.seconds:.0f} rows/s"
+            f" ({copy.seconds:.2f} s), duosync {ds_rps:.0f} rows/s ({self.duosync.seconds:.2f} s),"
             f" ratio {self.ratio(peer):.2f}"
-            for peer, seconds in self.peer_seconds.items()
+            for peer, copy in self.peers.items()
         ]
+        for who, copy in (*self.peers.items(), ("duosync", self.duosync)):
+            lines.append(f"{self.target.label} {who}: {copy.line(self.rows)}")
+        return lines
 
 
 def say(message: str) -> None:
@@ -466,21 +523,24 @@ def verify(target: Target, port: int, source: Digests) -> None:
         raise BenchError(f"{target.label}: copy differs from the source:\n  " + "\n  ".join(wrong))
 
 
-def bench_target(urls: dict[str, str], target: Target, source: Digests, args: Options) -> Result:
-    source_url, target_url = urls[SOURCE_SERVER], urls[target.server]
-    target_port = port_of(target_url)
+def bench_target(
+    box: dict[str, ServerStatus], target: Target, source: Digests, args: Options
+) -> Result:
+    source_url, target_url = box[SOURCE_SERVER].url, box[target.server].url
+    source_port, target_port = port_of(source_url), port_of(target_url)
+    pids = box[SOURCE_SERVER].pid, box[target.server].pid
     say(f"{target.label}: peer (mariadb-dump | mariadb)")
-    peers = {DUMP_PIPE: run_peer(port_of(source_url), target, target_port)}
+    peers = {DUMP_PIPE: metered(lambda: run_peer(source_port, target, target_port), *pids)}
     say(f"{target.label}: peer (mydumper + myloader)")
-    peers[MYLOADER] = run_myloader(port_of(source_url), target, target_port, args)
+    peers[MYLOADER] = metered(lambda: run_myloader(source_port, target, target_port, args), *pids)
     say(f"{target.label}: duosync migrate")
-    duosync_seconds = run_duosync(source_url, target_url, target_port, args)
+    duosync = metered(lambda: run_duosync(source_url, target_url, target_port, args), *pids)
     say(f"{target.label}: verifying the three copies")
     verify(target, target_port, source)
     if not args.keep_databases:
         drop_databases(target_port, BENCH_DBS)  # frees the target before the next one
     rows = sum(count for count, _ in source.values())
-    return Result(target, rows, peers, duosync_seconds)
+    return Result(target, rows, peers, duosync)
 
 
 def port_of(url: str) -> int:
@@ -490,28 +550,29 @@ def port_of(url: str) -> int:
     return port
 
 
-def run(urls: dict[str, str], args: Options) -> list[Result]:
-    source_port = port_of(urls[SOURCE_SERVER])
+def run(box: dict[str, ServerStatus], args: Options) -> list[Result]:
+    """The bench on the sandbox servers *box* (by name)."""
+    source_port = port_of(box[SOURCE_SERVER].url)
     say(f"generating {args.rows} rows in {SOURCE_DB} on {SOURCE_SERVER}")
     started = time.monotonic()
     generate_source(source_port, args.rows)
     say(f"generated in {time.monotonic() - started:.1f} s; digesting the source")
     source = database_digests(source_port, SOURCE_DB)
     try:
-        return [bench_target(urls, target, source, args) for target in args.targets]
+        return [bench_target(box, target, source, args) for target in args.targets]
     finally:
         if args.sandbox is not None and not args.keep_databases:
             # A reused sandbox outlives us: leave it as we found it.
             drop_databases(source_port, [SOURCE_DB])
             for target in args.targets:
-                drop_databases(port_of(urls[target.server]), BENCH_DBS)
+                drop_databases(port_of(box[target.server].url), BENCH_DBS)
 
 
 def needed_servers(targets: Sequence[Target]) -> set[str]:
     return {SOURCE_SERVER, *(t.server for t in targets)}
 
 
-def reused_sandbox_urls(directory: Path, targets: Sequence[Target]) -> dict[str, str]:
+def reused_sandbox(directory: Path, targets: Sequence[Target]) -> dict[str, ServerStatus]:
     # status(), not up(): servers we started here would be left running by nobody.
     statuses = {s.name: s for s in Sandbox(directory).status()}
     missing = [
@@ -522,7 +583,7 @@ def reused_sandbox_urls(directory: Path, targets: Sequence[Target]) -> dict[str,
             f"sandbox {directory}: {', '.join(missing)} not serving"
             f" (run: .venv/bin/duosync sandbox up --dir {directory})"
         )
-    return {name: s.url for name, s in statuses.items()}
+    return statuses
 
 
 def run_in_fresh_sandbox(args: Options) -> list[Result]:
@@ -532,8 +593,7 @@ def run_in_fresh_sandbox(args: Options) -> list[Result]:
     box = Sandbox(directory, [s for s in DEFAULT_SERVERS if s.name in wanted])
     try:
         say(f"starting a sandbox in {directory}")
-        urls = {s.name: s.url for s in box.up()}
-        return run(urls, args)
+        return run({s.name: s for s in box.up()}, args)
     finally:
         box.down(purge=True)
         shutil.rmtree(directory, ignore_errors=True)
@@ -546,6 +606,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--concurrency", type=int, default=4, help="duosync read/write threads")
     parser.add_argument("--targets", default="mariadb,oceanbase", help="comma-separated")
     parser.add_argument("--chunk-rows", type=int, help="duosync chunk_rows (default: spec's)")
+    parser.add_argument(
+        "--no-post-indexing",
+        action="store_true",
+        help="duosync keeps the secondary indexes during the copy (options.post_indexing off)",
+    )
     parser.add_argument(
         "--keep-databases", action="store_true", help="leave the bench databases for inspection"
     )
@@ -565,6 +630,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         targets=tuple(TARGETS[k] for k in dict.fromkeys(keys)),
         chunk_rows=ns.chunk_rows,
         keep_databases=ns.keep_databases,
+        post_indexing=not ns.no_post_indexing,
     )
 
 
@@ -573,7 +639,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"cores={os.cpu_count()} concurrency={args.concurrency} rows={args.rows}", flush=True)
     try:
         if args.sandbox is not None:
-            results = run(reused_sandbox_urls(args.sandbox, args.targets), args)
+            results = run(reused_sandbox(args.sandbox, args.targets), args)
         else:
             results = run_in_fresh_sandbox(args)
     except (BenchError, DuosyncError, pymysql.MySQLError) as exc:
