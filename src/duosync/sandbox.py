@@ -50,6 +50,8 @@ class ServerSpec:
     flavor: str  # "mariadb", "oceanbase", "zookeeper" or "postgresql"
     server_id: int
     port: int = 0
+    #: MariaDB only: offer TLS, with a self-signed key made at first start
+    tls: bool = False
 
 
 DEFAULT_SERVERS: tuple[ServerSpec, ...] = (
@@ -369,8 +371,22 @@ def _mariadbd_command(spec: ServerSpec, server: ServerState) -> list[str]:
         "--secure-file-priv=",
         "--performance-schema=OFF",
         "--skip-name-resolve",
+        *(_tls_args(Path(d)) if spec.tls else []),
         *_run_as_root_args(),
     ]
+
+
+def _tls_args(datadir: Path) -> list[str]:
+    """mariadbd options offering TLS with a self-signed key (made once, by openssl)."""
+    key, cert = datadir / "tls-key.pem", datadir / "tls-cert.pem"
+    if not cert.exists():
+        cmd = [_need("openssl", "openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes"]
+        cmd += ["-days", "3650", "-subj", "/CN=duosync-sandbox"]
+        cmd += ["-keyout", str(key), "-out", str(cert)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise FatalError("sandbox: openssl could not make a TLS key:\n" + proc.stderr[-2000:])
+    return [f"--ssl-key={key}", f"--ssl-cert={cert}"]
 
 
 def _configure_mariadb(server: ServerState) -> None:

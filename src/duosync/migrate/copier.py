@@ -37,7 +37,6 @@ from typing import Any
 
 import pymysql.converters
 from pymysql.connections import Connection
-from pymysql.constants import CLIENT
 
 from duosync.config import Endpoint
 from duosync.core.catalog import Table
@@ -57,31 +56,9 @@ _TEXT_CONV = {k: v for k, v in pymysql.converters.conversions.items() if not isi
 COPY_TIMEOUT = 300.0
 
 
-#: (host, port) of servers whose last greeting offered no TLS. PyMySQL's default
-#: (TLS when the server offers it) builds an SSL context, CA bundle and all, for
-#: every connection before it knows: about 27 ms of CPU holding the GIL, serialised
-#: over the 8-10 connections of each copy or verify, and wasted on such a server.
-_NO_TLS: set[tuple[str, int]] = set()
-
-
 def open_connection(endpoint: Endpoint, **options: Any) -> Connection[Any]:
-    """``connection.connect`` without the SSL context where the server offers no
-    TLS. The result is PyMySQL's default exactly: plain text if and only if the
-    greeting of this very connection offered no TLS (one that now does is opened
-    again with TLS)."""
-    where = (endpoint.host, endpoint.port)
-    plain = where in _NO_TLS
-    first: dict[str, Any] = {**options, "ssl_disabled": True} if plain else options
-    conn = connect(endpoint, **first)
-    offers_tls = bool(getattr(conn, "server_capabilities", 0) & CLIENT.SSL)
-    if offers_tls:
-        _NO_TLS.discard(where)
-        if plain:  # the server was reconfigured since: TLS, as the default would
-            conn.close()
-            return connect(endpoint, **options)
-    else:
-        _NO_TLS.add(where)
-    return conn
+    """``connection.connect``: one connection of a copy or verify."""
+    return connect(endpoint, **options)
 
 
 def text_connect(endpoint: Endpoint, *, timeout: float | None = COPY_TIMEOUT) -> Connection[Any]:
