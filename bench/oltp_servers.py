@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pymysql
 
@@ -54,7 +55,11 @@ class Server:
 
     @classmethod
     def of(cls, status: ServerStatus) -> Server:
-        return cls(status.name, status.flavor, int(status.url.rsplit(":", 1)[1]), status.pid)
+        # urlsplit: a PostgreSQL sandbox URL ends with a database after the port
+        port = urlsplit(status.url).port
+        if port is None:
+            raise ValueError(f"sandbox server {status.name}: no port in {status.url}")
+        return cls(status.name, status.flavor, port, status.pid)
 
     @property
     def url(self) -> str:
