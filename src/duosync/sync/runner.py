@@ -2,8 +2,7 @@
 
 Threads: one reads the change stream into a bounded queue (decoding overlaps with
 applying; the queue is the back-pressure), the calling thread batches, merges and
-hands batches to the applier, whose partitions write in parallel; while a batch is
-being applied the calling thread already builds the next one (``_InFlight``).
+hands batches to the applier, whose partitions write in parallel.
 
 Where it starts: from the lowest of the partitions' checkpoints on the target
 (``sync.checkpoint``), which a first run initialises to the handover position of
@@ -27,7 +26,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 from duosync.core.events import Fragment, Heartbeat, RowChange, SchemaChange, Transaction
@@ -193,12 +191,11 @@ def run_incremental(
             if spec.options.heartbeat_seconds
             else None
         )
-        inflight = _InFlight(applier, stream, checkpoints, stats)
         try:
             _loop(
                 spec,
                 stream,
-                inflight,
+                applier,
                 mapper,
                 schema,
                 feed,
@@ -214,7 +211,6 @@ def run_incremental(
                 guard,
             )
         finally:
-            inflight.close()
             stop.set()
             reader.join(timeout=10)
             stream.close()
@@ -414,76 +410,10 @@ def _parts(item: object) -> tuple[Transaction | Fragment, Transaction | Fragment
     return item, item, []
 
 
-class _InFlight:
-    """The batch being applied while the calling thread reads the next one.
-
-    Contract: batches are applied one after the other in read order, each only
-    once the one before it has committed in every partition it touched, so per-key
-    order and the checkpoints' order are the source's, as if apply blocked; only
-    the building of the next batch overlaps the writing of this one. ``submit``
-    returns at once; ``settle`` waits for the batch in flight and accounts for it
-    (checkpoints, the stream's confirm, stats), ``poll`` does so only if it is done.
-    Whatever else writes the target (DDL, a streamed transaction) settles first.
-    A failure of the batch in flight is raised by the next ``settle`` or ``poll``;
-    the task then resumes from the checkpoints, as after any failed apply."""
-
-    def __init__(
-        self, applier: Applier, stream: ChangeStream, checkpoints: list[Position], stats: SyncStats
-    ) -> None:
-        self.applier = applier
-        self._stream = stream
-        self._checkpoints = checkpoints
-        self._stats = stats
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")
-        self._batch: Batch | None = None
-        self._future: Future[tuple[list[int], int]] | None = None
-
-    def submit(self, batch: Batch, everyone: bool) -> None:
-        """Apply *batch* (all partitions' checkpoints with *everyone*) once the one
-        in flight is done."""
-        self.settle()
-        self._batch = batch
-        self._future = self._pool.submit(self.applier.apply, batch, all_partitions=everyone)
-
-    def poll(self) -> None:
-        if self._future is not None and self._future.done():
-            self.settle()
-
-    def settle(self) -> None:
-        batch, future = self._batch, self._future
-        if batch is None or future is None:
-            return
-        self._batch = self._future = None
-        touched, conflicts = future.result()
-        stats, checkpoints = self._stats, self._checkpoints
-        stats.conflicts += conflicts
-        assert batch.last is not None
-        for p in touched:
-            checkpoints[p] = batch.last
-        # What every partition holds may leave the source's change log.
-        self._stream.confirm(min(checkpoints))
-        stats.rows += batch.rows
-        stats.bytes += batch.nbytes
-        stats.transactions += batch.transactions
-        stats.batches += 1
-        stats.position = batch.last
-        if batch.last_commit_ts is not None:
-            stats.lag = max(0.0, time.time() - batch.last_commit_ts)
-            stats.lags.append(stats.lag)
-
-    def close(self) -> None:
-        """On the way out (after a failure too): the batch in flight ends, committed
-        or not, before the applier's connections are closed."""
-        if self._future is not None:
-            self._future.exception()  # waits; a failure was or will be reported
-        self._batch = self._future = None
-        self._pool.shutdown(wait=True)
-
-
 def _loop(
     spec: TaskSpec,
     stream: ChangeStream,
-    inflight: _InFlight,
+    applier: Applier,
     mapper: Mapper,
     schema: SchemaSync | None,
     feed: queue.Queue[object],
@@ -498,7 +428,6 @@ def _loop(
     checked_after: Position | None,
     guard: LoopGuard,
 ) -> None:
-    applier = inflight.applier
     replaying = replay_until > min(checkpoints)
     checking = checked_after is not None and min(checkpoints) >= checked_after
 
@@ -529,20 +458,29 @@ def _loop(
         # catch-up's end, the transaction is after it
         return checked_after is not None and (checking or follows >= checked_after)
 
-    def flush(everyone: bool = False, wait: bool = False) -> None:
-        """Hand the batch to the applier; with *wait*, return once everything
-        handed over is applied (the target is then ours alone)."""
+    def flush(everyone: bool = False) -> None:
         nonlocal batch, last_flush
-        if batch.last is not None:
-            limiter.acquire(batch.rows, batch.nbytes)
-            inflight.submit(batch, everyone)
-            batch = new_batch()
-            last_flush = time.monotonic()
-        if wait:
-            inflight.settle()
+        if batch.last is None:
+            return
+        limiter.acquire(batch.rows, batch.nbytes)
+        touched, conflicts = applier.apply(batch, all_partitions=everyone)
+        stats.conflicts += conflicts
+        for p in touched:
+            checkpoints[p] = batch.last
+        # What every partition holds may leave the source's change log.
+        stream.confirm(min(checkpoints))
+        stats.rows += batch.rows
+        stats.bytes += batch.nbytes
+        stats.transactions += batch.transactions
+        stats.batches += 1
+        stats.position = batch.last
+        if batch.last_commit_ts is not None:
+            stats.lag = max(0.0, time.time() - batch.last_commit_ts)
+            stats.lags.append(stats.lag)
+        batch = new_batch()
+        last_flush = time.monotonic()
 
     while True:
-        inflight.poll()
         delay = _delay(batch)
         wait = 0.1
         if batch.first_seen is not None:
@@ -571,7 +509,7 @@ def _loop(
             large.open.keepalive()
         if item is not None and large.wants(item):
             if isinstance(_parts(item)[0], Fragment):
-                large.fragment(item, checked_from, lambda: flush(wait=True))
+                large.fragment(item, checked_from, flush)
             else:
                 ended = large.finish(item, skip_before)
                 last_seen = ended.txn.position
@@ -620,7 +558,7 @@ def _loop(
                 batch = new_batch()
             ddl = [c for c in item.changes if isinstance(c, SchemaChange)]
             if ddl:
-                flush(wait=True)
+                flush()
                 for statement in ddl:
                     if schema is not None:
                         schema.apply(statement, applier)
@@ -668,7 +606,7 @@ def _loop(
             last_line = now
             _progress(stats, say)
     large.abandon()  # stopped in the middle of one: it is read again next time
-    flush(wait=True)
+    flush()
     _progress(stats, say)
 
 
