@@ -21,9 +21,10 @@ identifiers and comments are told apart by it), never interpreting the SQL.
 
 from __future__ import annotations
 
-from sqlglot.dialects.mysql import MySQL
-from sqlglot.errors import TokenError
-from sqlglot.tokenizer_core import Token, TokenType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlglot.tokenizer_core import Token
 
 #: functions whose result is not a function of the row (MariaDB and OceanBase names)
 NON_DETERMINISTIC = frozenset(
@@ -46,17 +47,23 @@ _BARE = frozenset(
         "UTC_TIMESTAMP",
     }
 )  # fmt: skip
-_LITERALS = frozenset({TokenType.STRING, TokenType.IDENTIFIER, TokenType.NUMBER})
 
 
 def event_problem(condition: str) -> str | None:
     """Why *condition* cannot be evaluated on a change event, or None when it can."""
+    # Imported here: sqlglot takes 0.09 s to import, and only a task with row
+    # filters needs it; every duosync process start paid for it.
+    from sqlglot.dialects.mysql import MySQL
+    from sqlglot.errors import TokenError
+    from sqlglot.tokenizer_core import TokenType
+
+    literals = (TokenType.STRING, TokenType.IDENTIFIER, TokenType.NUMBER)
     try:
         tokens: list[Token] = MySQL().tokenizer_class().tokenize(condition)
     except TokenError as exc:
         return f"it cannot be read as SQL ({exc})"
     for i, token in enumerate(tokens):
-        if token.token_type in _LITERALS:
+        if token.token_type in literals:
             continue
         word = token.text.upper()
         if token.token_type is TokenType.SELECT or word == "SELECT":
