@@ -7,10 +7,10 @@ duosync), then ``duosync migrate`` copy the same source database; every copy is
 checked row by row against the source before any figure is printed, because the
 speed of a wrong copy means nothing. Before each copy the target is settled (the
 copy before it dropped, OceanBase's memstore dumped, the server's CPU quiet), so
-that no copy pays for the one before it (``settle``). Each copy also prints the CPU seconds it cost
-the tool's processes, the source server and the target server (from /proc and the
-children's rusage): on 2 shared cores the sum over wall clock says how far a copy
-is from the machine's limit, and the target's share says whose statements cost
+that no copy pays for the one before it (``settle``). Each copy also prints the
+CPU seconds it cost the tool's processes, the source server and the target server
+(from /proc and the children's rusage): on 2 shared cores the sum over wall clock
+says how far a copy is from the machine's limit, and the target's share says whose statements cost
 more to apply.
 
     .venv/bin/duosync sandbox up --dir /tmp/benchbox
@@ -605,9 +605,8 @@ def bench_target(
         measured[tool] = metered(work, *pids)
         verify(target, target_port, source, tool, database)
         if not args.keep_databases:
-            drop_databases(
-                target_port, [database]
-            )  # the next copy finds the target as this one did
+            # the next copy finds the target as this one did
+            drop_databases(target_port, [database])
     duosync = measured.pop("duosync")
     rows = sum(count for count, _ in source.values())
     return Result(target, rows, measured, duosync)
