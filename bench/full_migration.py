@@ -10,8 +10,8 @@ copy before it dropped, OceanBase's memstore dumped, the server's CPU quiet), so
 that no copy pays for the one before it (``settle``). Each copy also prints the
 CPU seconds it cost the tool's processes, the source server and the target server
 (from /proc and the children's rusage): on 2 shared cores the sum over wall clock
-says how far a copy is from the machine's limit, and the target's share says whose statements cost
-more to apply.
+says how far a copy is from the machine's limit, and the target's share says whose
+statements cost more to apply.
 
     .venv/bin/duosync sandbox up --dir /tmp/benchbox
     .venv/bin/python bench/full_migration.py --sandbox /tmp/benchbox --rows 100000
