@@ -39,10 +39,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pymysql
+from sandbox_urls import port_of
 
 from duosync.errors import DuosyncError
 from duosync.sandbox import DEFAULT_SERVERS, Sandbox
@@ -71,13 +71,6 @@ def say(text: str) -> None:
 
 
 # -- databases ---------------------------------------------------------------------------
-
-
-def port_of(url: str) -> int:
-    port = urlsplit(url).port
-    if port is None:
-        raise BenchError(f"no port in sandbox URL {url}")
-    return port
 
 
 def _conn(port: int, db: str | None = None) -> pymysql.connections.Connection[Any]:

@@ -48,6 +48,7 @@ import httpx
 import pymysql
 from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException, NoNodeError
+from sandbox_urls import port_of
 
 from duosync.errors import DuosyncError
 from duosync.sandbox import DEFAULT_SERVERS, ZOOKEEPER, Sandbox
@@ -703,13 +704,6 @@ def cleanup(ports: dict[str, int], tasks: Sequence[TaskDef], zk_hosts: str) -> N
         clear_zookeeper(zk_hosts)
     except (pymysql.MySQLError, KazooException) as exc:
         say(f"cleanup: {exc}")
-
-
-def port_of(url: str) -> int:
-    port = urlsplit(url).port
-    if port is None:
-        raise BenchError(f"no port in sandbox URL {url}")
-    return port
 
 
 def reused_sandbox_urls(directory: Path) -> dict[str, str]:

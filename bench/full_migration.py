@@ -36,12 +36,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pymysql
 import pymysql.cursors
 import yaml
 from oltp_profile import cpu_seconds
+from sandbox_urls import port_of
 
 from duosync.errors import DuosyncError
 from duosync.sandbox import DEFAULT_SERVERS, Sandbox, ServerStatus
@@ -610,13 +610,6 @@ def bench_target(
     duosync = measured.pop("duosync")
     rows = sum(count for count, _ in source.values())
     return Result(target, rows, measured, duosync)
-
-
-def port_of(url: str) -> int:
-    port = urlsplit(url).port
-    if port is None:
-        raise BenchError(f"no port in sandbox URL {url}")
-    return port
 
 
 def run(box: dict[str, ServerStatus], args: Options) -> list[Result]:

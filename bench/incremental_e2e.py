@@ -64,9 +64,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pymysql
+from sandbox_urls import port_of
 
 from duosync.errors import DuosyncError
 from duosync.sandbox import DEFAULT_SERVERS, Sandbox
@@ -82,14 +82,6 @@ TARGET_SERVERS = {"mariadb": "mariadb2", "oceanbase": "oceanbase1"}
 #: the converging policies' registry of row versions (sync.convergence)
 ROW_VERSION_TABLE = "duosync_row_version"
 CONFLICT_TABLE = "duosync_conflict"
-
-
-def _port(url: str) -> int:
-    """The port of a sandbox URL (urlsplit: a URL may name a database after it)."""
-    port = urlsplit(url).port
-    if port is None:
-        raise ValueError(f"no port in {url}")
-    return port
 
 
 class BenchError(Exception):
@@ -565,8 +557,8 @@ def end_to_end(
     load_seconds: float = 20.0,
     conflict: str | None = None,
 ) -> E2EResult:
-    src_port = _port(source_url)
-    dst_port = _port(target_url)
+    src_port = port_of(source_url)
+    dst_port = port_of(target_url)
     _prepare(src_port, dst_port, table_rows)
     with tempfile.TemporaryDirectory(prefix="duosync-e2e-") as tmp:
         work = Path(tmp)
@@ -613,8 +605,8 @@ def policy_backlog(
 ) -> PolicyResult:
     """Phase 1 (sustained rows/s of a backlog) under *policy*; the table compared
     with the source afterwards, and no conflict may have been recorded."""
-    src_port = _port(source_url)
-    dst_port = _port(target_url)
+    src_port = port_of(source_url)
+    dst_port = port_of(target_url)
     _prepare(src_port, dst_port, table_rows, ts=True)
     with tempfile.TemporaryDirectory(prefix="duosync-e2e-") as tmp:
         work = Path(tmp)

@@ -56,9 +56,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pymysql
+from sandbox_urls import port_of
 
 from duosync.endpoints.mysql.dialect import qualified, quote_ident
 from duosync.errors import DuosyncError
@@ -80,14 +80,6 @@ SAMPLE_SECONDS = 0.2
 SOURCE_TIMEOUT = 7200
 #: the checksum both servers compute the same way
 CHECKSUM_SQL = "SELECT COUNT(*), SUM(CRC32(CONCAT_WS('|', id, v, pad))) FROM {table}"
-
-
-def _port(url: str) -> int:
-    """The port of a sandbox URL (urlsplit: a URL may name a database after it)."""
-    port = urlsplit(url).port
-    if port is None:
-        raise ValueError(f"no port in {url}")
-    return port
 
 
 class BenchError(Exception):
@@ -124,7 +116,7 @@ class Server:
 
     @property
     def port(self) -> int:
-        return _port(self.url)
+        return port_of(self.url)
 
     @property
     def oceanbase(self) -> bool:

@@ -18,9 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pymysql
+from sandbox_urls import port_of
 
 from duosync.endpoints.mysql.dialect import quote_ident
 from duosync.sandbox import HOST, Sandbox, ServerSpec, ServerStatus
@@ -55,11 +55,7 @@ class Server:
 
     @classmethod
     def of(cls, status: ServerStatus) -> Server:
-        # urlsplit: a PostgreSQL sandbox URL ends with a database after the port
-        port = urlsplit(status.url).port
-        if port is None:
-            raise ValueError(f"sandbox server {status.name}: no port in {status.url}")
-        return cls(status.name, status.flavor, port, status.pid)
+        return cls(status.name, status.flavor, port_of(status.url), status.pid)
 
     @property
     def url(self) -> str:
