@@ -13,7 +13,16 @@ from duosync.config import Endpoint
 from duosync.core.catalog import Table
 from duosync.errors import DataError
 from duosync.migrate.chunks import plan_chunks
-from duosync.migrate.copier import ChunkResult, CopyJob, run_copy, text_connect
+from duosync.migrate.copier import (
+    ChunkResult,
+    CopyJob,
+    _target_loads,
+    read_chunk_lines,
+    run_copy,
+    set_literal_limit,
+    text_connect,
+    write_chunk,
+)
 from duosync.migrate.ratelimit import RateLimiter
 from duosync.schema.ddl import create_table_sql
 from duosync.schema.translate import translate_table
@@ -194,3 +203,136 @@ def test_a_row_the_target_refuses_is_named(
     assert "(id) = (37)" in text, text
     assert f"{dst}.spans" in text and "test" in text
     assert query(oceanbase, f"SELECT COUNT(*) FROM {dst}.spans") == [(0,)]
+
+
+# --- LOAD DATA LOCAL (MariaDB targets) ----------------------------------------------
+
+AWKWARD = [
+    "CREATE TABLE awk (id INT PRIMARY KEY, a VARCHAR(40), b VARBINARY(20), bt BIT(9),"
+    " g GEOMETRY NULL, f FLOAT, z VARCHAR(10))",
+    # text LOAD DATA would read as escapes or NULL, bytes it would read as separators,
+    # and an empty last field (a line that ends in a tab)
+    "INSERT INTO awk VALUES"
+    " (1, '\\\\N', x'5c4e', b'100000001', ST_GeomFromText('POINT(1 2)'), 1.1, ''),"
+    " (2, 'NULL', x'09000a5c', b'0', NULL, -0.0, NULL),"
+    " (3, 'tab\\there\\nnewline\\\\', x'', NULL, ST_GeomFromText('LINESTRING(0 0,1 1)'),"
+    " 3.4e38, 'end\\\\'),"
+    " (4, '', NULL, b'111111111', NULL, NULL, '\\t'),"
+    " (5, NULL, x'0a', b'1', NULL, 1e-30, '\\n')",
+]
+
+
+def _awkward_rows(endpoint: Endpoint, db: str) -> list[tuple[Any, ...]]:
+    return query(
+        endpoint,
+        "SELECT id, a, HEX(b), bt + 0, ST_AsText(g), CAST(f AS DOUBLE), z FROM awk ORDER BY id",
+        database=db,
+    )
+
+
+def test_awkward_values_load_exactly(
+    mariadb1: Endpoint, mariadb2: Endpoint, fresh_database: Callable[..., str]
+) -> None:
+    src_db, dst_db = fresh_database(mariadb1, "src"), fresh_database(mariadb2, "dst")
+    run_sql(mariadb1, AWKWARD, database=src_db)
+    assert _target_loads(mariadb2)
+    job = _job(mariadb1, src_db, "awk", mariadb2, dst_db, chunk_rows=2)
+    assert sum(r.rows for r in _copy(job, mariadb1, mariadb2)) == 5
+    assert _awkward_rows(mariadb2, dst_db) == _awkward_rows(mariadb1, src_db)
+    assert len(_awkward_rows(mariadb2, dst_db)) == 5
+
+
+def test_a_chunk_larger_than_the_limit_loads_in_pieces(
+    mariadb1: Endpoint, mariadb2: Endpoint, fresh_database: Callable[..., str]
+) -> None:
+    """A chunk whose text would pass group_concat_max_len is read row by row and
+    loaded in several pieces, in one transaction."""
+    src_db, dst_db = fresh_database(mariadb1, "src"), fresh_database(mariadb2, "dst")
+    run_sql(
+        mariadb1,
+        [
+            "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40))",
+            "INSERT INTO t SELECT seq, IF(seq MOD 7 = 0, '', MD5(seq)) FROM seq_1_to_300",
+        ],
+        database=src_db,
+    )
+    job = _job(mariadb1, src_db, "t", mariadb2, dst_db, chunk_rows=1000)
+    limit = 1024
+    src = text_connect(mariadb1)
+    dst = text_connect(mariadb2, local_infile=True)
+    try:
+        set_literal_limit(src, limit)
+        data = read_chunk_lines(src, job, job.chunks[0], limit)
+        assert data.lines is not None and len(data.lines) >= 9
+        assert sum(p.rows for p in data.lines) == 300
+        assert all(len(p.text) < limit for p in data.lines)
+        assert write_chunk(dst, job, job.chunks[0], data).rows == 300
+    finally:
+        src.close()
+        dst.close()
+    want = query(mariadb1, "SELECT id, v FROM t ORDER BY id", database=src_db)
+    assert query(mariadb2, "SELECT id, v FROM t ORDER BY id", database=dst_db) == want
+
+
+def test_a_value_a_load_would_cut_is_named_and_nothing_lands(
+    mariadb1: Endpoint, mariadb2: Endpoint, fresh_database: Callable[..., str]
+) -> None:
+    """LOAD DATA LOCAL turns a refused value into a warning and a cut value: the
+    chunk is rolled back and written with INSERTs, which refuse it by name."""
+    src_db, dst_db = fresh_database(mariadb1, "src"), fresh_database(mariadb2, "dst")
+    run_sql(
+        mariadb1,
+        [
+            "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40))",
+            "INSERT INTO t SELECT seq, 'abc' FROM seq_1_to_50",
+            "UPDATE t SET v = 'far too long' WHERE id = 23",
+        ],
+        database=src_db,
+    )
+    job = _job(mariadb1, src_db, "t", mariadb2, dst_db, chunk_rows=100)
+    run_sql(mariadb2, "ALTER TABLE t MODIFY v VARCHAR(5)", database=dst_db)
+    with pytest.raises(DataError) as caught:
+        _copy(job, mariadb1, mariadb2)
+    assert "(id) = (23)" in str(caught.value), str(caught.value)
+    assert query(mariadb2, "SELECT COUNT(*) FROM t", database=dst_db) == [(0,)]
+
+
+def test_a_duplicate_key_a_load_would_skip_fails_the_copy(
+    mariadb1: Endpoint, mariadb2: Endpoint, fresh_database: Callable[..., str]
+) -> None:
+    """Keys distinct on the source but equal under the target's collation: a load
+    would skip the second row with a warning; the copy stops instead."""
+    src_db, dst_db = fresh_database(mariadb1, "src"), fresh_database(mariadb2, "dst")
+    run_sql(
+        mariadb1,
+        [
+            "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10) COLLATE utf8mb4_bin, UNIQUE (v))",
+            "INSERT INTO t VALUES (1, 'a'), (2, 'A'), (3, 'b')",
+        ],
+        database=src_db,
+    )
+    job = _job(mariadb1, src_db, "t", mariadb2, dst_db)
+    run_sql(
+        mariadb2,
+        "ALTER TABLE t MODIFY v VARCHAR(10) COLLATE utf8mb4_general_ci",
+        database=dst_db,
+    )
+    with pytest.raises(DataError) as caught:
+        _copy(job, mariadb1, mariadb2)
+    assert "(id) = (2)" in str(caught.value) and "Duplicate entry" in str(caught.value)
+    assert query(mariadb2, "SELECT COUNT(*) FROM t", database=dst_db) == [(0,)]
+
+
+def test_a_target_refusing_local_files_gets_inserts(
+    mariadb1: Endpoint, mariadb2: Endpoint, fresh_database: Callable[..., str]
+) -> None:
+    src_db, dst_db = fresh_database(mariadb1, "src"), fresh_database(mariadb2, "dst")
+    run_sql(mariadb1, AWKWARD, database=src_db)
+    job = _job(mariadb1, src_db, "awk", mariadb2, dst_db, chunk_rows=2)
+    run_sql(mariadb2, "SET GLOBAL local_infile = 0")
+    try:
+        assert not _target_loads(mariadb2)
+        assert sum(r.rows for r in _copy(job, mariadb1, mariadb2)) == 5
+    finally:
+        run_sql(mariadb2, "SET GLOBAL local_infile = 1")
+    assert _awkward_rows(mariadb2, dst_db) == _awkward_rows(mariadb1, src_db)

@@ -32,9 +32,12 @@ class Op(StrEnum):
     DELETE = "delete"
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, unlike the other events: a frozen dataclass's __init__ sets each field
+# through object.__setattr__, 1.0 us per row against 0.3 us here, which was a sixth
+# of binlog decoding. Nothing changes a RowChange once made; treat it as immutable.
+@dataclass(slots=True)
 class RowChange:
-    """One row written by a source transaction.
+    """One row written by a source transaction (never changed once made).
 
     ``before`` is None for an insert, ``after`` None for a delete; an update has
     both (full row images: the sources run with binlog_row_image=FULL).

@@ -14,10 +14,20 @@ can be there), in ``ignore`` mode rows whose key exists are kept and compared.
 
 Values cross as the servers' own text, never as Python values, so nothing is lost
 to a Python type (zero dates, DECIMAL(65,30), TIME beyond 24 h). In ``stop`` mode
-the source renders each chunk as the ``VALUES`` list of an INSERT
-(``migrate.literals``) and Python only forwards it; ``ignore`` mode must compare
-rows with the target's, so it reads them as text/bytes through a connection without
-result converters and lets the driver escape them.
+the source renders each chunk and Python only forwards it: as ``LOAD DATA`` lines
+(``migrate.tsv``) to a MariaDB or MySQL target that allows ``LOAD DATA LOCAL``, as
+the ``VALUES`` list of an INSERT (``migrate.literals``) otherwise; ``ignore`` mode
+must compare rows with the target's, so it reads them as text/bytes through a
+connection without result converters and lets the driver escape them.
+
+A load is all or nothing like an INSERT (one InnoDB transaction per chunk), but
+the server turns a refused value into a warning and skips a duplicate key instead
+of failing. So a load that raised a warning, or wrote fewer rows than it was sent,
+is rolled back and the chunk written again with INSERTs, whose strict-mode errors
+are the same as without loads (and name the row at fault). OceanBase targets always
+get INSERTs: seekdb's LOAD DATA was measured to commit outside the open transaction
+(a ROLLBACK kept its rows) and to cut over-long values and skip duplicate keys
+without a warning.
 
 A row the target refuses (a value out of its range, say) fails its whole chunk; the
 chunk is then replayed row by row in a transaction that is rolled back, only to name
@@ -38,11 +48,13 @@ from typing import Any
 import pymysql.converters
 from pymysql.connections import Connection
 
-from duosync.config import Endpoint
+from duosync.config import Endpoint, Flavor
 from duosync.core.catalog import Table
 from duosync.endpoints.mysql.connection import connect, driver_errors, translate
 from duosync.endpoints.mysql.dialect import qualified, quote_ident
+from duosync.endpoints.mysql.local_infile import load_local
 from duosync.errors import DataError, DuosyncError, RetriableError
+from duosync.migrate import tsv
 from duosync.migrate.chunks import Chunk, range_condition
 from duosync.migrate.literals import row_expr
 from duosync.migrate.ratelimit import RateLimiter
@@ -61,15 +73,24 @@ def open_connection(endpoint: Endpoint, **options: Any) -> Connection[Any]:
     return connect(endpoint, **options)
 
 
-def text_connect(endpoint: Endpoint, *, timeout: float | None = COPY_TIMEOUT) -> Connection[Any]:
+def text_connect(
+    endpoint: Endpoint, *, timeout: float | None = COPY_TIMEOUT, local_infile: bool = False
+) -> Connection[Any]:
     """A connection whose results are the server's text (bytes for binary types).
 
     READ COMMITTED: writers of neighbouring key ranges must not block each other
     on gap locks (REPEATABLE READ locks the gap after an open-ended range).
     A read or write that waits longer than *timeout* raises ``RetriableError``
     (a connection whose peer vanished without a reset would wait forever); None
-    waits as long as the statement takes (DDL)."""
-    conn = open_connection(endpoint, conv=_TEXT_CONV, read_timeout=timeout, write_timeout=timeout)
+    waits as long as the statement takes (DDL). *local_infile* lets the session
+    run ``LOAD DATA LOCAL`` (``endpoints.mysql.local_infile``)."""
+    conn = open_connection(
+        endpoint,
+        conv=_TEXT_CONV,
+        read_timeout=timeout,
+        write_timeout=timeout,
+        local_infile=local_infile,
+    )
     with driver_errors(endpoint), conn.cursor() as cur:
         cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         # Literals rendered by QUOTE() and by the driver use backslash escapes.
@@ -136,15 +157,30 @@ class ChunkResult:
 ChunkDone = Callable[[ChunkResult], None]
 
 
+@dataclass(frozen=True)
+class Rendered:
+    """Rows rendered by the source as one piece of text, and how many rows it holds."""
+
+    text: bytes
+    rows: int
+
+
 @dataclass
 class ChunkData:
-    """A chunk's rows as read: literal ``VALUES`` lists, or text rows (``ignore``)."""
+    """A chunk's rows as read: literal ``VALUES`` lists, ``LOAD DATA`` lines, or
+    text rows (``ignore``)."""
 
     rows: int
     nbytes: int
     #: each element is ``(..),(..)`` text that fits one INSERT statement
     literals: list[bytes] | None = None
     typed: list[tuple[Any, ...]] | None = None
+    #: each element is lines (``migrate.tsv``) without the last newline
+    lines: list[Rendered] | None = None
+
+
+class LoadRefused(Exception):
+    """A load raised warnings or wrote other than the rows sent: insert instead."""
 
 
 def _row_bytes(rows: Sequence[Sequence[Any]]) -> int:
@@ -166,40 +202,57 @@ def set_literal_limit(conn: Connection[Any], limit: int) -> None:
 
 
 def read_chunk_literals(conn: Connection[Any], job: CopyJob, chunk: Chunk, limit: int) -> ChunkData:
-    """The chunk as INSERT values text rendered by the source (``migrate.literals``).
+    """The chunk as INSERT values text rendered by the source (``migrate.literals``)."""
+    row = row_expr(job.source, [s for s, _ in job.columns])
+    pieces = _read_rendered(conn, job, chunk, limit, row, b",")
+    rows, nbytes = sum(p.rows for p in pieces), sum(len(p.text) for p in pieces)
+    return ChunkData(rows, nbytes, literals=[p.text for p in pieces])
+
+
+def read_chunk_lines(conn: Connection[Any], job: CopyJob, chunk: Chunk, limit: int) -> ChunkData:
+    """The chunk as ``LOAD DATA`` lines rendered by the source (``migrate.tsv``)."""
+    line = tsv.line_expr(job.source, [s for s, _ in job.columns])
+    pieces = _read_rendered(conn, job, chunk, limit, line, b"\n")
+    rows, nbytes = sum(p.rows for p in pieces), sum(len(p.text) for p in pieces)
+    return ChunkData(rows, nbytes, lines=pieces)
+
+
+def _read_rendered(
+    conn: Connection[Any], job: CopyJob, chunk: Chunk, limit: int, expr: str, separator: bytes
+) -> list[Rendered]:
+    """The chunk's rows rendered by *expr*, joined by *separator*, in pieces under *limit*.
 
     One GROUP_CONCAT per chunk; when its text would reach *limit* (the session's
     group_concat_max_len, which then cuts it) the rows are read one by one instead
-    and packed into several statements.
+    and packed into several pieces.
     """
-    row = row_expr(job.source, [s for s, _ in job.columns])
     where, args = _chunk_where(job, chunk)
     table = qualified(job.source.database, job.source.name)
+    sep = separator.decode()
     with conn.cursor() as cur:
         cur.execute(
-            f"SELECT COUNT(*), GROUP_CONCAT({row} SEPARATOR ',') FROM {table} WHERE {where}", args
+            f"SELECT COUNT(*), GROUP_CONCAT({expr} SEPARATOR %s) FROM {table} WHERE {where}",
+            [sep, *args],
         )
         got = cur.fetchone()
         count, text = (int(got[0]), got[1]) if got else (0, None)
         if count == 0 or text is None:
-            return ChunkData(0, 0, literals=[])
+            return []
         if len(text) < limit:
-            return ChunkData(count, len(text), literals=[bytes(text)])
-        cur.execute(f"SELECT {row} FROM {table} WHERE {where}", args)
-        pieces: list[bytes] = []
+            return [Rendered(bytes(text), count)]
+        cur.execute(f"SELECT {expr} FROM {table} WHERE {where}", args)
+        pieces: list[Rendered] = []
         batch: list[bytes] = []
-        size = rows = nbytes = 0
+        size = 0
         for (value,) in cur.fetchall():
             if batch and size + len(value) + 1 > limit:
-                pieces.append(b",".join(batch))
+                pieces.append(Rendered(separator.join(batch), len(batch)))
                 batch, size = [], 0
             batch.append(bytes(value))
             size += len(value) + 1
-            rows += 1
-            nbytes += len(value)
         if batch:
-            pieces.append(b",".join(batch))
-    return ChunkData(rows, nbytes, literals=pieces)
+            pieces.append(Rendered(separator.join(batch), len(batch)))
+    return pieces
 
 
 def _select_expr(table: Table, name: str) -> str:
@@ -239,7 +292,9 @@ def write_chunk(conn: Connection[Any], job: CopyJob, chunk: Chunk, data: ChunkDa
         cur.execute("BEGIN")
         try:
             _empty_if_resumed(cur, job, chunk)
-            if data.literals is not None:
+            if data.lines is not None:
+                _load_lines(conn, job, data.lines)
+            elif data.literals is not None:
                 for values in data.literals:
                     _execute_bytes(cur, header.encode() + values)
             else:
@@ -257,6 +312,17 @@ def write_chunk(conn: Connection[Any], job: CopyJob, chunk: Chunk, data: ChunkDa
                 conn.rollback()
             raise
     return result
+
+
+def _load_lines(conn: Connection[Any], job: CopyJob, pieces: Sequence[Rendered]) -> None:
+    """Load each piece; ``LoadRefused`` unless every row went in without a warning."""
+    statement = tsv.load_statement(job.source, job.target.database, job.target.name, job.columns)
+    for piece in pieces:
+        # The newline ends the last line: without it a last empty field would be
+        # taken as missing (NULL and a warning).
+        got = load_local(conn, statement, tsv.TOKEN, (piece.text, b"\n"))
+        if got.warnings or got.rows != piece.rows:
+            raise LoadRefused(f"{job.target.qualified}: {piece.rows} rows sent, {got.message}")
 
 
 def _empty_if_resumed(cur: Any, job: CopyJob, chunk: Chunk) -> None:
@@ -283,8 +349,10 @@ def first_refused_row(
     keys = ", ".join(quote_ident(k) for k in job.key) or "NULL"
     where, args = _chunk_where(job, chunk)
     table = qualified(job.source.database, job.source.name)
+    # in key order, so that of two rows colliding on the target the later is named
+    order = f" ORDER BY {keys}" if job.key else ""
     with source.cursor() as cur:
-        cur.execute(f"SELECT {keys}, {row} FROM {table} WHERE {where}", args)
+        cur.execute(f"SELECT {keys}, {row} FROM {table} WHERE {where}{order}", args)
         rows = list(cur.fetchall())
     header = _insert_header(job).encode()
     with target.cursor() as cur:
@@ -369,6 +437,35 @@ def _literal_limit(source: Endpoint, target: Endpoint) -> int:
     return max(min(sizes), 64 << 10)
 
 
+def _target_loads(target: Endpoint) -> bool:
+    """Whether chunks go to *target* by ``LOAD DATA LOCAL`` (module docstring)."""
+    if target.flavor is Flavor.OCEANBASE:
+        return False
+    conn = open_connection(target, local_infile=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT @@local_infile")
+            row = cur.fetchone()
+    except pymysql.err.MySQLError as exc:
+        raise translate(exc, target) from None
+    finally:
+        conn.close()
+    # MySQL 8 ships with local_infile OFF: such a target gets INSERTs
+    return bool(row and str(row[0]) in ("1", "ON"))
+
+
+def _inserts_instead(source: Endpoint, job: CopyJob, chunk: Chunk, limit: int) -> ChunkData:
+    """The chunk read again as INSERT values (a load of it was refused)."""
+    conn = text_connect(source)
+    try:
+        set_literal_limit(conn, limit)
+        return read_chunk_literals(conn, job, chunk, limit)
+    except pymysql.err.MySQLError as exc:
+        raise translate(exc, source, table=job.name) from None
+    finally:
+        conn.close()
+
+
 def _name_refused_row(
     error: DataError,
     source: Endpoint,
@@ -428,6 +525,7 @@ def run_copy(
     for _ in range(readers):
         work.put(None)
     limit = _literal_limit(source, target)
+    loads = _target_loads(target)
     # None tells a writer to leave at once (it would otherwise notice *stop* only at
     # its next half-second poll, which every run paid at its end).
     data: queue.Queue[tuple[CopyJob, Chunk, ChunkData] | None] = queue.Queue(
@@ -452,6 +550,8 @@ def run_copy(
                 try:
                     if job.ignore_existing:
                         rows = read_chunk(conn, job, chunk)
+                    elif loads:
+                        rows = read_chunk_lines(conn, job, chunk, limit)
                     else:
                         rows = read_chunk_literals(conn, job, chunk, limit)
                 except pymysql.err.MySQLError as exc:
@@ -469,7 +569,7 @@ def run_copy(
 
     def writer() -> None:
         try:
-            conn = text_connect(target)
+            conn = text_connect(target, local_infile=loads)
         except BaseException as exc:
             done.put(exc)
             return
@@ -487,6 +587,9 @@ def run_copy(
                     try:
                         done.put(write_chunk(conn, job, chunk, rows))
                         break
+                    except LoadRefused:
+                        # rolled back whole: the INSERTs say what the target refuses
+                        rows = _inserts_instead(source, job, chunk, limit)
                     except pymysql.err.MySQLError as exc:
                         error = translate(exc, target, table=job.target.qualified)
                         if isinstance(error, DataError):

@@ -98,7 +98,11 @@ class ReplicationConnection:
             raw._execute_command(COM_BINLOG_DUMP, payload)
             # set once: every read then waits at most this long
             raw._sock.settimeout(read_timeout)
-            self._rfile = raw._rfile
+            # Our own buffered file over the socket, with a larger buffer than
+            # PyMySQL's (8 KB: a dump at 200k rows/s made ~10k reads a second).
+            # PyMySQL's file holds nothing at this point: every answer before the
+            # dump was read whole, and the server sends nothing unasked.
+            self._rfile = raw._sock.makefile("rb", buffering=_READ_BUFFER)
         except pymysql.err.MySQLError as exc:
             conn.close()
             raise self.error(exc, start) from None
@@ -160,12 +164,19 @@ class ReplicationConnection:
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
-        self._rfile = None
+        rfile, self._rfile = self._rfile, None
+        if rfile is not None:
+            with contextlib.suppress(OSError):
+                rfile.close()
         if conn is not None:
             # Closing sends COM_QUIT, which a server in the middle of a dump may not
             # read; we only care that the socket is gone.
             with contextlib.suppress(pymysql.err.MySQLError, OSError):
                 conn.close()
+
+
+#: bytes of the dump read from the socket at a time
+_READ_BUFFER = 256 << 10
 
 
 def _payload(rfile: Any) -> bytes:
