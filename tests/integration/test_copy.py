@@ -11,18 +11,13 @@ import pytest
 
 from duosync.config import Endpoint
 from duosync.core.catalog import Table
+from duosync.core.copying import ChunkForm, ChunkResult, CopyJob
+from duosync.endpoints.mysql.chunk_sink import MySQLChunkSink
+from duosync.endpoints.mysql.ranges import plan_chunks
+from duosync.endpoints.mysql.sessions import text_connect
+from duosync.endpoints.mysql.snapshot import MySQLSnapshotReader
 from duosync.errors import DataError
-from duosync.migrate.chunks import plan_chunks
-from duosync.migrate.copier import (
-    ChunkResult,
-    CopyJob,
-    _target_loads,
-    read_chunk_lines,
-    run_copy,
-    set_literal_limit,
-    text_connect,
-    write_chunk,
-)
+from duosync.migrate.copier import run_copy
 from duosync.migrate.ratelimit import RateLimiter
 from duosync.schema.ddl import create_table_sql
 from duosync.schema.translate import translate_table
@@ -222,6 +217,14 @@ AWKWARD = [
 ]
 
 
+def _form(target: Endpoint, job: CopyJob) -> ChunkForm:
+    sink = MySQLChunkSink(target)
+    try:
+        return sink.form(job)
+    finally:
+        sink.close()
+
+
 def _awkward_rows(endpoint: Endpoint, db: str) -> list[tuple[Any, ...]]:
     return query(
         endpoint,
@@ -235,8 +238,8 @@ def test_awkward_values_load_exactly(
 ) -> None:
     src_db, dst_db = fresh_database(mariadb1, "src"), fresh_database(mariadb2, "dst")
     run_sql(mariadb1, AWKWARD, database=src_db)
-    assert _target_loads(mariadb2)
     job = _job(mariadb1, src_db, "awk", mariadb2, dst_db, chunk_rows=2)
+    assert _form(mariadb2, job) is ChunkForm.MYSQL_LOAD_LINES
     assert sum(r.rows for r in _copy(job, mariadb1, mariadb2)) == 5
     assert _awkward_rows(mariadb2, dst_db) == _awkward_rows(mariadb1, src_db)
     assert len(_awkward_rows(mariadb2, dst_db)) == 5
@@ -258,18 +261,16 @@ def test_a_chunk_larger_than_the_limit_loads_in_pieces(
     )
     job = _job(mariadb1, src_db, "t", mariadb2, dst_db, chunk_rows=1000)
     limit = 1024
-    src = text_connect(mariadb1)
-    dst = text_connect(mariadb2, local_infile=True)
+    reader, sink = MySQLSnapshotReader(mariadb1), MySQLChunkSink(mariadb2)
     try:
-        set_literal_limit(src, limit)
-        data = read_chunk_lines(src, job, job.chunks[0], limit)
-        assert data.lines is not None and len(data.lines) >= 9
-        assert sum(p.rows for p in data.lines) == 300
-        assert all(len(p.text) < limit for p in data.lines)
-        assert write_chunk(dst, job, job.chunks[0], data).rows == 300
+        data = reader.read(job, job.chunks[0], ChunkForm.MYSQL_LOAD_LINES, limit)
+        assert len(data.pieces) >= 9
+        assert sum(p.rows for p in data.pieces) == 300
+        assert all(len(p.text) < limit for p in data.pieces)
+        assert sink.write(job, job.chunks[0], data).rows == 300
     finally:
-        src.close()
-        dst.close()
+        reader.close()
+        sink.close()
     want = query(mariadb1, "SELECT id, v FROM t ORDER BY id", database=src_db)
     assert query(mariadb2, "SELECT id, v FROM t ORDER BY id", database=dst_db) == want
 
@@ -331,7 +332,7 @@ def test_a_target_refusing_local_files_gets_inserts(
     job = _job(mariadb1, src_db, "awk", mariadb2, dst_db, chunk_rows=2)
     run_sql(mariadb2, "SET GLOBAL local_infile = 0")
     try:
-        assert not _target_loads(mariadb2)
+        assert _form(mariadb2, job) is ChunkForm.MYSQL_VALUES
         assert sum(r.rows for r in _copy(job, mariadb1, mariadb2)) == 5
     finally:
         run_sql(mariadb2, "SET GLOBAL local_infile = 1")

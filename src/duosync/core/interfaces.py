@@ -1,8 +1,10 @@
 """The small set of interfaces every endpoint package offers (DESIGN.md section 2).
 
-``Inspector`` and ``ChangeStream`` are protocols here; the snapshot reader and the
-applier exist once (MySQL-family SQL serves every family so far) and join this
-module when a second family needs its own.
+``Inspector``, ``ChangeStream``, and the full copy's ``SnapshotReader`` and
+``ChunkSink`` are protocols here; the engine packages (migrate, sync, verify,
+schema, service) reach a family only through them and ``duosync.endpoints``'
+factories. The applier exists once (MySQL-family SQL serves every family so far)
+and joins this module when a second family needs its own.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
-from duosync.core.catalog import Catalog, ServerInfo
+from duosync.core.catalog import Catalog, ServerInfo, Table
+from duosync.core.copying import Chunk, ChunkData, ChunkForm, ChunkResult, CopyJob, KeyedRow
 from duosync.core.events import Fragment, Heartbeat, Transaction
 from duosync.core.positions import Position
 
@@ -62,5 +65,68 @@ class ChangeStream(Protocol):
     def read(self, stop: threading.Event) -> Iterator[Transaction | Heartbeat | Fragment]: ...
 
     def confirm(self, position: Position) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SnapshotReader(Protocol):
+    """Reads a source table's rows chunk by chunk, rendered by the source server.
+
+    Contract: one connection, used from one thread, in READ COMMITTED (each chunk
+    is read as committed when its statement runs; the incremental phase replays
+    what changed since the handover position taken before the first chunk). Every
+    method raises ``DuosyncError`` subclasses naming the endpoint and table.
+    """
+
+    def plan(self, table: Table, key: Sequence[str], chunk_rows: int) -> list[Chunk]:
+        """Chunks of about *chunk_rows* rows over *key* (``core.copying``)."""
+        ...
+
+    def max_piece(self) -> int:
+        """The largest piece of rendered text this server can produce or take."""
+        ...
+
+    def read(self, job: CopyJob, chunk: Chunk, form: ChunkForm, limit: int) -> ChunkData:
+        """The chunk's rows in *form*, in pieces under *limit* bytes."""
+        ...
+
+    def read_keyed(self, job: CopyJob, chunk: Chunk, form: ChunkForm) -> list[KeyedRow]:
+        """The chunk's rows one by one in *form*, in key order, with their keys."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class ChunkSink(Protocol):
+    """Writes chunks to a target table, each in one target transaction.
+
+    Contract: ``write`` is all or nothing and safe to repeat: in ``stop`` mode a
+    resumed chunk's range is emptied first (only our rows can be there), in
+    ``ignore`` mode existing keys are kept and recorded. Raises ``DataError`` for a
+    value the target refuses, ``RetriableError`` for what a retry may cure (the
+    chunk was rolled back whole), ``FormRefused`` to have it again in another form.
+    One connection, used from one thread.
+    """
+
+    def form(self, job: CopyJob) -> ChunkForm:
+        """The form this sink takes *job*'s chunks in."""
+        ...
+
+    def max_piece(self) -> int:
+        """The largest piece of rendered text this server takes in one statement."""
+        ...
+
+    def write(self, job: CopyJob, chunk: Chunk, data: ChunkData) -> ChunkResult: ...
+
+    def replay_form(self) -> ChunkForm:
+        """The form of the single rows ``first_refused`` takes."""
+        ...
+
+    def first_refused(
+        self, job: CopyJob, chunk: Chunk, rows: Sequence[KeyedRow]
+    ) -> tuple[KeyedRow, str] | None:
+        """Write *rows* one by one in a transaction that is rolled back; the first
+        the target refuses, with the target's reason, or None."""
+        ...
 
     def close(self) -> None: ...

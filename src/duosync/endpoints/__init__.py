@@ -7,11 +7,16 @@ agree on OceanBase versus the rest (the capture method and dialect differ), whil
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from duosync.config import Endpoint, Flavor
 from duosync.endpoints.mysql.connection import connect, driver_errors, query_all, translate
 from duosync.endpoints.mysql.inspector import MariaDBInspector, MySQLInspector
 from duosync.endpoints.oceanbase.inspector import OceanBaseInspector
 from duosync.errors import ConfigError, DuosyncError
+
+if TYPE_CHECKING:
+    from duosync.core.interfaces import ChunkSink, SnapshotReader
 
 
 def detect_flavor(version_string: str, version_comment: str) -> Flavor:
@@ -68,3 +73,17 @@ def escaped_driver_error(
     if error is not None:
         error.endpoint = None  # unknown: do not name the wrong one
     return error
+
+
+def open_snapshot_reader(endpoint: Endpoint) -> SnapshotReader:
+    """A full copy's reader of *endpoint* (one connection; ``SnapshotReader``)."""
+    from duosync.endpoints.mysql.snapshot import MySQLSnapshotReader  # every family so far
+
+    return MySQLSnapshotReader(endpoint)
+
+
+def open_chunk_sink(endpoint: Endpoint) -> ChunkSink:
+    """A full copy's writer to *endpoint* (one connection; ``ChunkSink``)."""
+    from duosync.endpoints.mysql.chunk_sink import MySQLChunkSink  # every family so far
+
+    return MySQLChunkSink(endpoint)

@@ -14,8 +14,8 @@ from typing import Any
 
 from duosync.config import Endpoint
 from duosync.core.catalog import Table
+from duosync.endpoints.mysql.connection import connect as open_connection
 from duosync.endpoints.mysql.connection import driver_errors
-from duosync.migrate.copier import open_connection
 from duosync.schema.ddl import add_indexes_sql, deferred_indexes
 
 

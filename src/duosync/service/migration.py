@@ -30,13 +30,13 @@ from typing import Any
 
 from duosync.config import Flavor
 from duosync.core.catalog import Catalog, ServerInfo, Table, View
+from duosync.core.copying import Chunk, ChunkResult, CopyJob, decode_key, encode_key
 from duosync.core.positions import position_from
-from duosync.endpoints import open_inspector
+from duosync.endpoints import open_inspector, open_snapshot_reader
 from duosync.endpoints.mysql.connection import connect, driver_errors
 from duosync.endpoints.mysql.dialect import qualified
 from duosync.errors import ConfigError, FatalError
-from duosync.migrate.chunks import Chunk, decode_key, encode_key, plan_chunks
-from duosync.migrate.copier import ChunkResult, CopyJob, run_copy, text_connect
+from duosync.migrate.copier import run_copy
 from duosync.migrate.indexes import build_deferred_indexes
 from duosync.migrate.ratelimit import RateLimiter
 from duosync.schema import routines
@@ -436,15 +436,13 @@ def _full_phase(
     report.handover = store.load_checkpoint(spec.name, HANDOVER_STREAM)
     jobs: list[CopyJob] = []
     totals: dict[str, TablePlan] = {}
-    conn = text_connect(spec.source)
+    reader = open_snapshot_reader(spec.source)
     try:
         for src, want in plans:
             saved = store.chunk_plan(spec.name, src.qualified)
             fresh = not saved
             if fresh:
-                chunks = plan_chunks(
-                    conn, src.database, src.name, src.row_identity, spec.options.chunk_rows
-                )
+                chunks = reader.plan(src, src.row_identity, spec.options.chunk_rows)
                 store.save_chunk_plan(
                     spec.name,
                     src.qualified,
@@ -483,7 +481,7 @@ def _full_phase(
                 )
             )
     finally:
-        conn.close()
+        reader.close()
     progress = make_progress(totals, say)
     live.copy = progress
 

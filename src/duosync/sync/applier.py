@@ -41,8 +41,8 @@ from duosync.core.events import Op
 from duosync.core.positions import Position
 from duosync.endpoints.mysql.connection import last_statement, translate
 from duosync.endpoints.mysql.dialect import qualified, quote_ident
+from duosync.endpoints.mysql.sessions import text_connect
 from duosync.errors import DataError, DuosyncError, RetriableError
-from duosync.migrate.copier import text_connect
 from duosync.spec import ConflictPolicy, OnDataError
 from duosync.sync import checkpoint, conflict_log, versions
 from duosync.sync.batch import Batch, TableChanges

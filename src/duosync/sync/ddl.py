@@ -47,8 +47,8 @@ from duosync.core.events import SchemaChange
 from duosync.endpoints import open_inspector
 from duosync.endpoints.mysql.connection import translate
 from duosync.endpoints.mysql.dialect import qualified
+from duosync.endpoints.mysql.sessions import text_connect
 from duosync.errors import FatalError
-from duosync.migrate.copier import text_connect
 from duosync.schema.ddl import create_table_sql
 from duosync.schema.translate import translate_table
 from duosync.spec import DdlKind, TaskSpec

@@ -16,7 +16,7 @@ from typing import Any
 
 from pymysql.connections import Connection
 
-from duosync.migrate.chunks import Chunk
+from duosync.core.copying import Chunk
 from duosync.verify.normalize import values_equal
 from duosync.verify.pairs import TablePair
 from duosync.verify.rows import Key, SideReader

@@ -3,7 +3,7 @@
 Per table: extra rows are deleted by key, missing and different rows are written
 with ``REPLACE`` and the source's current values. Values are never formatted by
 us: the source server renders each row as INSERT ``VALUES`` text
-(``migrate.literals.row_expr``, the full migration's own path) and keys are the
+(``endpoints.mysql.literals.row_expr``, the full migration's own path) and keys are the
 literals the servers rendered (``normalize.key_literal_sql``), matched exactly
 (binary comparison for text keys). Identifiers go through ``quote_ident``.
 
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from duosync.config import Endpoint
 from duosync.endpoints.mysql.connection import driver_errors
 from duosync.endpoints.mysql.dialect import qualified, quote_ident
-from duosync.migrate.copier import text_connect
+from duosync.endpoints.mysql.sessions import text_connect
 from duosync.verify.normalize import any_key_sql
 from duosync.verify.report import VerifyReport, ordered
 from duosync.verify.rows import LOOKUP_BATCH, batches

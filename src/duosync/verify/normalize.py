@@ -46,8 +46,8 @@ from typing import Any
 from duosync.config import Flavor
 from duosync.core.catalog import Column, Table
 from duosync.endpoints.mysql.dialect import quote_ident
+from duosync.endpoints.mysql.literals import value_expr
 from duosync.endpoints.mysql.types import SPATIAL_TYPES
-from duosync.migrate.literals import value_expr
 
 _BINARY_TYPES = frozenset({"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"})
 
@@ -114,7 +114,7 @@ def checksum_sql(columns: Sequence[Column], own: Flavor, peer: Flavor) -> str:
 
 
 def key_literal_sql(table: Table, key: Sequence[str]) -> list[str]:
-    """SQL rendering each key column as a literal (``migrate.literals``). The text is
+    """SQL rendering each key column as a literal (``endpoints.mysql.literals``). The text is
     the same on both sides for the same value, so it is the key's identity across
     servers (a binary comparison) and can be written back into a statement."""
     return [value_expr(table, k) for k in key]

@@ -44,8 +44,8 @@ from duosync.core.positions import Position, position_from
 from duosync.endpoints.mysql.connection import driver_errors
 from duosync.endpoints.mysql.inspector import OMS_DATABASE
 from duosync.endpoints.mysql.position import current_position
+from duosync.endpoints.mysql.sessions import text_connect
 from duosync.errors import DuosyncError, RetriableError
-from duosync.migrate.copier import text_connect
 from duosync.retrying import retry_call
 from duosync.sync.checkpoint import TABLE as CHECKPOINTS
 from duosync.sync.runner import IDLE_CHECKPOINT

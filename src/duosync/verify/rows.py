@@ -1,6 +1,6 @@
 """Reading one side of a pair: chunk checksums, row digests, rows by key.
 
-Every query runs on a ``copier.text_connect`` connection (UTC session, results as
+Every query runs on a ``sessions.text_connect`` connection (UTC session, results as
 the server's text or bytes) and returns at most one chunk's rows, or one batch of
 keys: nothing here reads a whole table.
 
@@ -17,10 +17,10 @@ from typing import Any
 from pymysql.connections import Connection
 
 from duosync.config import Flavor
+from duosync.core.copying import Key as Bound
 from duosync.endpoints.mysql.dialect import qualified
-from duosync.migrate.chunks import Key as Bound
-from duosync.migrate.chunks import range_condition
-from duosync.migrate.literals import row_expr
+from duosync.endpoints.mysql.literals import row_expr
+from duosync.endpoints.mysql.ranges import range_condition
 from duosync.verify.normalize import (
     any_key_sql,
     checksum_sql,
@@ -128,7 +128,7 @@ class SideReader:
 
     def insert_values_of(self, conn: Connection[Any], keys: Sequence[Key]) -> dict[Key, bytes]:
         """The rows with these keys as INSERT ``VALUES`` tuples rendered by this server
-        (``migrate.literals.row_expr``), in ``side.columns`` order."""
+        (``endpoints.mysql.literals.row_expr``), in ``side.columns`` order."""
         row = row_expr(self.side.table, [c.name for c in self.side.columns])
         out: dict[Key, bytes] = {}
         width = len(self.side.key)

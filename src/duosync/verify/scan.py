@@ -1,6 +1,6 @@
 """Comparing whole tables chunk by chunk, in parallel.
 
-Each selected table is split into primary-key range chunks (``migrate.chunks``,
+Each selected table is split into primary-key range chunks (``core.copying``,
 boundaries walked on the source). For every chunk both servers compute a row count
 and a checksum of the chunk's rows (``normalize.checksum_sql``), so only two numbers
 per chunk cross the network; the rows of a chunk are read (as key -> digest) only
@@ -34,10 +34,11 @@ from typing import Any, TypeVar
 from pymysql.connections import Connection
 
 from duosync.config import Endpoint
+from duosync.core.copying import Chunk
+from duosync.core.copying import Key as Bound
 from duosync.endpoints.mysql.connection import driver_errors
-from duosync.migrate.chunks import Chunk, plan_chunks
-from duosync.migrate.chunks import Key as Bound
-from duosync.migrate.copier import text_connect
+from duosync.endpoints.mysql.ranges import plan_chunks
+from duosync.endpoints.mysql.sessions import text_connect
 from duosync.spec import DmlKind
 from duosync.verify.compare import Diff, Readers, compare_keys, diff_chunk
 from duosync.verify.pairs import TablePair

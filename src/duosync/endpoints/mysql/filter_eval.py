@@ -2,7 +2,7 @@
 written for (MariaDB, MySQL, OceanBase in MySQL mode).
 
 A filter means what the full copy made it mean: ``SELECT ... FROM db.t WHERE
-(<condition>)`` on the source server, in a duosync session (``copier.text_connect``:
+(<condition>)`` on the source server, in a duosync session (``sessions.text_connect``:
 UTC, the server's sql_mode). To give events that same meaning, the rows a change
 carries are written into a scratch table whose columns have the source table's
 exact types (created by ``CREATE TABLE ... AS SELECT <the columns> FROM db.t WHERE
@@ -34,8 +34,8 @@ import pymysql
 from duosync.config import Endpoint, Flavor
 from duosync.endpoints.mysql.connection import driver_errors, translate
 from duosync.endpoints.mysql.dialect import qualified, quote_ident
+from duosync.endpoints.mysql.sessions import text_connect
 from duosync.errors import ConfigError, DuosyncError, RetriableError
-from duosync.migrate.copier import text_connect
 
 #: rows per INSERT into the scratch table: fixed shapes (OceanBase plans every new
 #: statement text; a short batch is padded with copies of its last row)

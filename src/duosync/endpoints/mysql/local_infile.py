@@ -1,7 +1,7 @@
 """``LOAD DATA LOCAL INFILE`` fed from memory.
 
 A full copy's chunk is tab-separated text rendered by the source server
-(``migrate.tsv``). Loading it costs the target far less CPU than parsing the same
+(``endpoints.mysql.tsv``). Loading it costs the target far less CPU than parsing the same
 rows as an INSERT's VALUES list: MariaDB spent 2.7 s of a 1M-row copy's 4 s in the
 INSERT parser and the row-by-row expression evaluation behind it.
 

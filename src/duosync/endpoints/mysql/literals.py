@@ -13,7 +13,7 @@ Each piece is converted to the ``binary`` character set so that columns with
 different collations never meet in one ``CONCAT`` (which the server may refuse).
 
 The resulting text uses backslash escapes, so the target session must not run with
-``NO_BACKSLASH_ESCAPES`` (``copier.text_connect`` removes it).
+``NO_BACKSLASH_ESCAPES`` (``sessions.text_connect`` removes it).
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
 """Rows rendered as ``LOAD DATA`` text by the source server, and the statement that loads them.
 
-The sibling of ``migrate.literals`` for targets that load faster than they parse
-INSERTs (MariaDB and MySQL: ``copier`` decides). The source renders each row as one
+The sibling of ``literals`` for targets that load faster than they parse
+INSERTs (MariaDB and MySQL: ``chunk_sink`` decides). The source renders each row as one
 line of tab-separated fields and a chunk as lines joined by ``GROUP_CONCAT``; Python
 forwards the text untouched to ``LOAD DATA LOCAL INFILE``
 (``endpoints.mysql.local_infile``).
 
 The format is LOAD DATA's default: fields end with a tab, lines with a newline,
 backslash escapes (``\\t``, ``\\n``, ``\\\\``) and ``\\N`` for NULL. Values keep their exact
-text, as in ``migrate.literals``: numbers as the server prints them (FLOAT widened
+text, as in ``literals``: numbers as the server prints them (FLOAT widened
 to DOUBLE), strings converted to utf8mb4 with the three special characters escaped
 (the statement says ``CHARACTER SET utf8mb4``), temporal values in the session's
 text (time zone +00:00). Binary strings and spatial values cross as hex and BIT as

@@ -1,34 +1,19 @@
-"""Splitting a table into key ranges, and the SQL that selects one range.
+"""Key-range chunks in MySQL-family SQL: the condition that selects one range, and
+the boundaries found by walking the key index (``core.copying`` defines a chunk).
 
-A chunk is the half-open key range ``(lower, upper]`` over the table's row identity
-(primary key, else a NOT NULL unique key), in the key's order. Boundaries are real
-key values found by walking the key index ``chunk_rows`` entries at a time, so chunks
-hold about the same number of rows however sparse the keys are. The first chunk has
-no lower bound and the last no upper bound, so rows inserted beyond the last key
-while we copy are still inside a chunk.
-
-A table without any row identity is one chunk with no bounds (a full scan).
+Boundaries are real key values found ``chunk_rows`` index entries apart, so chunks
+hold about the same number of rows however sparse the keys are.
 """
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from pymysql.connections import Connection
 
+from duosync.core.copying import Chunk, Key
 from duosync.endpoints.mysql.dialect import qualified, quote_ident
-
-Key = tuple[Any, ...]
-
-
-@dataclass(frozen=True)
-class Chunk:
-    index: int
-    lower: Key | None  # exclusive; None = from the start
-    upper: Key | None  # inclusive; None = to the end
 
 
 def range_condition(
@@ -94,16 +79,3 @@ def plan_chunks(
         lower = b
     chunks.append(Chunk(len(boundaries), lower, None))
     return chunks
-
-
-# Key values cross into the metadata store as JSON; bytes need a tag to survive.
-def encode_key(key: Key | None) -> list[Any] | None:
-    if key is None:
-        return None
-    return [{"b64": base64.b64encode(v).decode()} if isinstance(v, bytes) else v for v in key]
-
-
-def decode_key(data: list[Any] | None) -> Key | None:
-    if data is None:
-        return None
-    return tuple(base64.b64decode(v["b64"]) if isinstance(v, dict) else v for v in data)
