@@ -55,7 +55,7 @@ from duosync.endpoints.oceanbase.capture import log
 from duosync.endpoints.oceanbase.capture.stream import TriggerLogStream
 from duosync.errors import DuosyncError
 from duosync.sandbox import DEFAULT_SERVERS, Sandbox
-from duosync.service.inspection import inspect_endpoint
+from duosync.service.phases.inspection import inspect_endpoint
 
 SERVER = "oceanbase1"
 BENCH_DB = "bench_capture"

@@ -40,8 +40,8 @@ from duosync.endpoints.mysql.connection import connect
 from duosync.endpoints.mysql.dialect import quote_ident
 from duosync.errors import DuosyncError
 from duosync.sandbox import DEFAULT_SERVERS, Sandbox
-from duosync.service.store import MetadataStore
-from duosync.service.tasks import run_spec
+from duosync.service.runtime.tasks import run_spec
+from duosync.service.store.metadata import MetadataStore
 from duosync.spec import TaskSpec
 from duosync.specfile import parse_spec
 from duosync.verify import VerifyReport, verify_task

@@ -23,8 +23,8 @@ import pytest
 
 from duosync.config import Endpoint, Flavor
 from duosync.sandbox import POSTGRES, ZOOKEEPER, Sandbox, ServerStatus
-from duosync.service.store import MetadataStore
-from duosync.service.tasks import run_spec
+from duosync.service.runtime.tasks import run_spec
+from duosync.service.store.metadata import MetadataStore
 from duosync.spec import TaskSpec
 from tests.helpers import admin_connection, run_sql
 from tests.servers import ZooKeeperServer, server_sandbox

@@ -8,71 +8,22 @@ the rest. Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 import click
 
-from duosync import __version__
+from duosync.cli_app import Context, cli, skip_option, spec_option
 from duosync.config import Endpoint, Flavor
 from duosync.errors import ConfigError, DuosyncError
 from duosync.sandbox import DEFAULT_SERVERS, POSTGRES, ZOOKEEPER, Sandbox, ServerSpec
 
 if TYPE_CHECKING:
-    from duosync.service.store import StoreLocation
     from duosync.spec import TaskSpec
-
-DEFAULT_HOME = "~/.duosync"
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-class Context:
-    def __init__(self, home: Path, store: str | None = None) -> None:
-        self.home = home.expanduser()
-        #: --store: a server database shared by cluster nodes (None: HOME's file)
-        self.store_url = store
-
-    @property
-    def store(self) -> StoreLocation:
-        """Where the metadata store is: ``--store``, else HOME/duosync.db."""
-        from duosync.service.store import DB_FILE, parse_store
-
-        return parse_store(self.store_url) if self.store_url else self.home / DB_FILE
-
-
-def _home_default() -> str:
-    return os.environ.get("DUOSYNC_HOME", DEFAULT_HOME)
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="duosync")
-@click.option(
-    "--home",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=_home_default,
-    show_default="$DUOSYNC_HOME or ~/.duosync",
-    help="Where duosync keeps its metadata store and the default sandbox.",
-)
-@click.option(
-    "--store",
-    default=lambda: os.environ.get("DUOSYNC_STORE") or None,
-    metavar="URL",
-    show_default="$DUOSYNC_STORE or HOME/duosync.db",
-    help="The metadata store: a MariaDB/MySQL or PostgreSQL database"
-    " (mariadb://USER[:PASSWORD]@HOST:PORT/DB, postgresql://...), which the nodes of a"
-    " cluster share; default: the SQLite file in HOME.",
-)
-@click.pass_context
-def cli(ctx: click.Context, home: Path, store: str | None) -> None:
-    """Data migration and two-way synchronization for MySQL-family databases."""
-    ctx.obj = Context(home, store)
-
 
 # -- sandbox ---------------------------------------------------------------------------
 
@@ -196,18 +147,6 @@ def sandbox_down(ctx: Context, directory: Path | None, purge: bool) -> None:
     click.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
-def spec_option(help: str) -> Callable[[_F], _F]:
-    """The ``-f/--file`` task spec option, with its own help line."""
-    return click.option(
-        "-f",
-        "--file",
-        "spec_file",
-        required=True,
-        type=click.Path(dir_okay=False, path_type=Path),
-        help=help,
-    )
-
-
 # -- inspect ---------------------------------------------------------------------------
 
 
@@ -229,7 +168,7 @@ def spec_option(help: str) -> Callable[[_F], _F]:
 @click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
 def inspect(url: str, databases: tuple[str, ...], password_env: str | None, as_json: bool) -> None:
     """Print the catalog of the endpoint at URL (mysql|mariadb|oceanbase://user@host:port)."""
-    from duosync.service.inspection import inspect_endpoint, render_catalog
+    from duosync.service.phases.inspection import inspect_endpoint, render_catalog
 
     overrides = {"password_env": password_env} if password_env else {}
     endpoint = Endpoint.from_url(url, **overrides)
@@ -238,14 +177,6 @@ def inspect(url: str, databases: tuple[str, ...], password_env: str | None, as_j
 
 
 # -- migrate ---------------------------------------------------------------------------
-
-skip_option = click.option(
-    "--skip-check",
-    "skip",
-    multiple=True,
-    metavar="ITEM",
-    help="Skip this failed pre-check item (recorded with the task); repeatable.",
-)
 
 
 @cli.command()
@@ -257,8 +188,8 @@ def migrate(ctx: Context, spec_file: Path, skip: tuple[str, ...]) -> None:
     until stopped (Ctrl-C pauses it).
 
     Rerun to resume where it stopped."""
-    from duosync.service.store import MetadataStore
-    from duosync.service.tasks import run_spec
+    from duosync.service.runtime.tasks import run_spec
+    from duosync.service.store.metadata import MetadataStore
     from duosync.spec import MigrationType
     from duosync.specfile import load_spec
 
@@ -341,8 +272,8 @@ def reverse(ctx: Context, spec_file: Path) -> None:
     It starts only while the forward task (duosync migrate -f FILE) is in
     incremental sync and monitoring; its objects are the forward task's, renames
     inverted. Rerun to resume."""
-    from duosync.service.store import MetadataStore
-    from duosync.service.tasks import run_reverse_foreground
+    from duosync.service.runtime.tasks import run_reverse_foreground
+    from duosync.service.store.metadata import MetadataStore
     from duosync.specfile import load_spec
 
     spec = load_spec(spec_file)
@@ -379,7 +310,7 @@ def conflicts(ctx: Context, task: str, spec_file: Path | None, limit: int, as_js
 
     TASK is a task name; a two-way sync's reverse task is NAME.reverse."""
     from duosync.service.conflicts import task_conflicts
-    from duosync.service.store import MetadataStore
+    from duosync.service.store.metadata import MetadataStore
 
     with MetadataStore(ctx.store) as st:
         got = task_conflicts(st, task, spec_file, limit=limit)
@@ -600,7 +531,7 @@ def _written(todo: Iterator[Statement], out: TextIO | None, task: str) -> Iterat
 @click.pass_obj
 def store(ctx: Context) -> None:
     """Create or upgrade the metadata store and print where it is."""
-    from duosync.service.store import MetadataStore
+    from duosync.service.store.metadata import MetadataStore
 
     with MetadataStore(ctx.store) as st:
         click.echo(f"{st.display}  schema version {st.version}  tasks {len(st.list_tasks())}")
@@ -625,12 +556,9 @@ def main() -> None:
         sys.exit(code)
 
 
-# The task service's commands live in their own module; importing it registers them.
+# The task service's and the cluster's commands live in their own modules;
+# importing them registers them on the group.
 from duosync import cli_nodes, cli_tasks  # noqa: E402, F401
 
 if __name__ == "__main__":
-    # Run as ``python -m duosync.cli``, this file is ``__main__``, while cli_tasks
-    # registered its commands on the importable ``duosync.cli``: run that one.
-    from duosync.cli import main as _main
-
-    _main()
+    main()

@@ -9,7 +9,7 @@ import time
 
 import click
 
-from duosync.cli import cli
+from duosync.cli_app import cli
 from duosync.errors import ConfigError
 
 cluster_option = click.option(

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from duosync.cli import Context, cli, skip_option, spec_option
+from duosync.cli_app import Context, cli, skip_option, spec_option
 from duosync.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ def _when(ts: float) -> str:
 def task_list(ctx: Context, as_json: bool) -> None:
     """Every task with its state."""
     from duosync.service import views
-    from duosync.service.store import MetadataStore
+    from duosync.service.store.metadata import MetadataStore
 
     with MetadataStore(ctx.store) as st:
         rows = [views.task_summary(st, r, None) for r in st.list_tasks()]
@@ -64,7 +64,7 @@ def task_list(ctx: Context, as_json: bool) -> None:
 def task_show(ctx: Context, name: str, as_json: bool) -> None:
     """A task: state, pre-check results and history (never a password)."""
     from duosync.service import views
-    from duosync.service.store import MetadataStore
+    from duosync.service.store.metadata import MetadataStore
 
     with MetadataStore(ctx.store) as st:
         detail = views.task_detail(st, st.get_task(name), None)
@@ -107,8 +107,8 @@ def task_show(ctx: Context, name: str, as_json: bool) -> None:
 @click.pass_obj
 def task_create(ctx: Context, spec_file: Path) -> None:
     """Store a new task, not started."""
-    from duosync.service import tasks
-    from duosync.service.store import MetadataStore
+    from duosync.service.runtime import tasks
+    from duosync.service.store.metadata import MetadataStore
     from duosync.specfile import load_spec
 
     spec = load_spec(spec_file)
@@ -118,8 +118,8 @@ def task_create(ctx: Context, spec_file: Path) -> None:
 
 
 def _action(ctx: Context, name: str, what: str, **kwargs: Any) -> None:
-    from duosync.service import tasks
-    from duosync.service.store import MetadataStore
+    from duosync.service.runtime import tasks
+    from duosync.service.store.metadata import MetadataStore
 
     with MetadataStore(ctx.store) as st:
         record = getattr(tasks, what)(st, name, **kwargs)
@@ -164,8 +164,8 @@ def task_resume(ctx: Context, name: str) -> None:
 def task_cutover(ctx: Context, name: str) -> None:
     """Writes move to the target: create the triggers a one-way task with incremental
     sync left for now (options.routines), then release the task. Pause it first."""
-    from duosync.service.cutover import cutover
-    from duosync.service.store import MetadataStore
+    from duosync.service.phases.cutover import cutover
+    from duosync.service.store.metadata import MetadataStore
 
     with MetadataStore(ctx.store) as st:
         outcomes = cutover(st, name, lambda line: click.echo(line, err=True))
@@ -198,8 +198,8 @@ def task_skip_check(ctx: Context, name: str, item: str) -> None:
 @click.pass_obj
 def task_reverse(ctx: Context, name: str) -> None:
     """Configure the reverse task of two-way task NAME (while it is monitoring)."""
-    from duosync.service import tasks
-    from duosync.service.store import MetadataStore
+    from duosync.service.runtime import tasks
+    from duosync.service.store.metadata import MetadataStore
 
     with MetadataStore(ctx.store) as st:
         record = tasks.configure_reverse(st, name)
@@ -211,8 +211,8 @@ def task_reverse(ctx: Context, name: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def precheck(spec_file: Path, as_json: bool) -> None:
     """Run a task's pre-checks without starting it; exit 1 if an item fails."""
-    from duosync.service.prechecks import Status
-    from duosync.service.tasks import default_prechecks
+    from duosync.service.prechecks.checks import Status
+    from duosync.service.runtime.tasks import default_prechecks
     from duosync.specfile import load_spec
 
     results = default_prechecks(load_spec(spec_file))

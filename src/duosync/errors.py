@@ -95,7 +95,7 @@ class Fenced(DuosyncError):
 
 class RetriableError(DuosyncError):
     """A condition that may pass by itself: the task runner retries the phase with
-    back-off for as long as ``options.retry_for`` allows (``service.healing``)."""
+    back-off for as long as ``options.retry_for`` allows (``service.runtime.healing``)."""
 
     kind = "retriable"
     #: seconds after which a streak of this error is given up even if the task's

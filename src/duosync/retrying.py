@@ -3,7 +3,7 @@
 ``backoff(n)`` is the wait before attempt n + 1 of a streak of failures: 1 s
 doubling up to 60 s, scaled by a random factor in [0.5, 1] ("equal jitter": two
 clients cut off by the same server restart do not knock on it in step), never
-under 1 s. The task runner (``service.healing``) uses it for whole phases;
+under 1 s. The task runner (``service.runtime.healing``) uses it for whole phases;
 ``retry_call`` for short jobs that have no runner (verify's recheck).
 """
 

@@ -99,7 +99,7 @@ class Options(SpecModel):
     lww_column: dict[str, str] = Field(default_factory=dict)
     #: how long a phase that fails with a transient fault (a lost connection, a
     #: restarting server, a deadlock ...) is retried, with back-off, before the task
-    #: fails (service.healing); 0 fails at once
+    #: fails (service.runtime.healing); 0 fails at once
     retry_for: Duration = DEFAULT_RETRY_FOR
     #: incremental sync: a row the target refuses stops the task, or is recorded in
     #: the conflict log and skipped

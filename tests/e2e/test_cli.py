@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from duosync.config import Endpoint
-from duosync.service.store import LATEST_VERSION
+from duosync.service.store.metadata import LATEST_VERSION
 from tests.helpers import run_sql
 
 pytestmark = pytest.mark.e2e

@@ -29,7 +29,7 @@ import pymysql
 import pytest
 
 from duosync.config import Endpoint, Flavor
-from duosync.service.store import MetadataStore
+from duosync.service.store.metadata import MetadataStore
 from tests.helpers import admin_connection, covering_keys, query, run_sql
 
 pytestmark = pytest.mark.e2e

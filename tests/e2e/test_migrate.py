@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from duosync.config import Endpoint
-from duosync.service.store import MetadataStore
+from duosync.service.store.metadata import MetadataStore
 from tests.helpers import admin_connection, query, run_sql
 
 pytestmark = pytest.mark.e2e

@@ -20,7 +20,7 @@ import uvicorn
 
 from duosync.api.app import create_app
 from duosync.config import Endpoint
-from duosync.service.states import State
+from duosync.service.runtime.states import State
 from tests.helpers import query, run_sql
 
 pytestmark = pytest.mark.integration

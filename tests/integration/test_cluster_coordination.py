@@ -17,9 +17,9 @@ from duosync.cluster.leader import Leader, elect_and_lead
 from duosync.cluster.model import ClusterAddress, NodeInfo
 from duosync.cluster.runs import ClusterRuns
 from duosync.errors import ConfigError
-from duosync.service.states import State
-from duosync.service.store import MetadataStore
-from duosync.service.supervisor import Supervisor
+from duosync.service.runtime.states import State
+from duosync.service.runtime.supervisor import Supervisor
+from duosync.service.store.metadata import MetadataStore
 from tests.servers import ZooKeeperServer
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ import pytest
 from duosync.config import Endpoint
 from duosync.endpoints import open_inspector
 from duosync.errors import ConfigError, RetriableError
-from duosync.service.inspection import inspect_endpoint
+from duosync.service.phases.inspection import inspect_endpoint
 from tests.helpers import run_sql
 
 pytestmark = pytest.mark.integration

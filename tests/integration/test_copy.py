@@ -21,7 +21,7 @@ from duosync.migrate.copier import run_copy
 from duosync.migrate.ratelimit import RateLimiter
 from duosync.schema.ddl import create_table_sql
 from duosync.schema.translate import translate_table
-from duosync.service.inspection import inspect_endpoint
+from duosync.service.phases.inspection import inspect_endpoint
 from tests.helpers import MoveDatabase, query, run_sql
 
 pytestmark = pytest.mark.integration

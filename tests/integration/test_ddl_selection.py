@@ -14,8 +14,8 @@ import pytest
 
 from duosync.config import Endpoint
 from duosync.errors import DuosyncError
-from duosync.service.store import MetadataStore
-from duosync.service.tasks import run_spec
+from duosync.service.runtime.tasks import run_spec
+from duosync.service.store.metadata import MetadataStore
 from duosync.spec import TaskSpec
 from duosync.specfile import parse_spec
 from tests.helpers import checkpoint_rows, covering_keys, query, run_sql

@@ -19,7 +19,7 @@ from duosync.config import Endpoint
 from duosync.core.catalog import Catalog, Column, DefaultKind, Table
 from duosync.endpoints import open_inspector
 from duosync.errors import ConfigError
-from duosync.service.inspection import inspect_endpoint, render_catalog
+from duosync.service.phases.inspection import inspect_endpoint, render_catalog
 from tests.helpers import run_sql
 
 pytestmark = pytest.mark.integration

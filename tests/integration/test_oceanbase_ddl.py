@@ -18,9 +18,9 @@ from duosync.config import Endpoint
 from duosync.core.events import RowChange, SchemaChange, Transaction
 from duosync.endpoints.oceanbase import capture
 from duosync.endpoints.oceanbase.capture.schema_watch import read_rows
-from duosync.service.inspection import inspect_endpoint
-from duosync.service.store import MetadataStore
-from duosync.service.tasks import run_spec
+from duosync.service.phases.inspection import inspect_endpoint
+from duosync.service.runtime.tasks import run_spec
+from duosync.service.store.metadata import MetadataStore
 from duosync.specfile import load_spec
 from tests.helpers import admin_connection, query, run_sql
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from duosync.config import Endpoint
-from duosync.service import tasks
-from duosync.service.states import State
-from duosync.service.store import MetadataStore
+from duosync.service.runtime import tasks
+from duosync.service.runtime.states import State
+from duosync.service.store.metadata import MetadataStore
 from duosync.specfile import parse_spec
 from tests.helpers import query, run_sql
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from duosync.config import Endpoint
-from duosync.service.precheck_items import task_prechecks
-from duosync.service.precheck_privileges import Grants
-from duosync.service.prechecks import CheckResult, Status
+from duosync.service.prechecks.checks import CheckResult, Status
+from duosync.service.prechecks.items import task_prechecks
+from duosync.service.prechecks.privileges import Grants
 from duosync.spec import TaskSpec
 from duosync.specfile import parse_spec
 from tests.helpers import query, run_sql

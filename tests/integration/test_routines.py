@@ -15,12 +15,12 @@ import pytest
 from duosync.config import Endpoint
 from duosync.endpoints.mysql.connection import connect
 from duosync.schema import routines
-from duosync.service.cutover import cutover
-from duosync.service.precheck_items import task_prechecks
-from duosync.service.prechecks import Status
-from duosync.service.states import INCREMENTAL, IllegalTransition, State
-from duosync.service.store import MetadataStore
-from duosync.service.tasks import run_spec
+from duosync.service.phases.cutover import cutover
+from duosync.service.prechecks.checks import Status
+from duosync.service.prechecks.items import task_prechecks
+from duosync.service.runtime.states import INCREMENTAL, IllegalTransition, State
+from duosync.service.runtime.tasks import run_spec
+from duosync.service.store.metadata import MetadataStore
 from duosync.spec import TaskSpec
 from duosync.specfile import parse_spec
 from tests.helpers import admin_connection, query, run_sql

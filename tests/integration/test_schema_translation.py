@@ -12,7 +12,7 @@ from duosync.config import Endpoint, Flavor
 from duosync.schema.compare import table_differences
 from duosync.schema.ddl import add_foreign_key_sql, create_table_sql, create_view_sql
 from duosync.schema.translate import translate_table, translate_view
-from duosync.service.inspection import inspect_endpoint
+from duosync.service.phases.inspection import inspect_endpoint
 from tests.helpers import MoveDatabase, run_sql
 
 pytestmark = pytest.mark.integration

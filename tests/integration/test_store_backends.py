@@ -39,15 +39,16 @@ from duosync.api.app import create_app
 from duosync.config import Endpoint
 from duosync.errors import ConfigError, FatalError, RetriableError
 from duosync.sandbox import POSTGRES, Sandbox
-from duosync.service import store_backends, store_errors
-from duosync.service.states import State
-from duosync.service.store import (
+from duosync.service.runtime.states import State
+from duosync.service.store import backends as store_backends
+from duosync.service.store import errors as store_errors
+from duosync.service.store.backends import VERSION_TABLE
+from duosync.service.store.metadata import (
     LATEST_VERSION,
     MetadataStore,
     StoreUnavailable,
     TaskExists,
 )
-from duosync.service.store_backends import VERSION_TABLE
 from tests.faults import kill9, restart
 from tests.unit.test_store import BEHAVIOUR, Check
 

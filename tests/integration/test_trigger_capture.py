@@ -15,9 +15,9 @@ from duosync.config import Endpoint
 from duosync.core.events import Fragment, Heartbeat, Op, RowChange, Transaction
 from duosync.core.positions import TriggerLogPosition
 from duosync.endpoints.oceanbase import capture
-from duosync.service.inspection import inspect_endpoint
-from duosync.service.store import MetadataStore
-from duosync.service.tasks import run_spec
+from duosync.service.phases.inspection import inspect_endpoint
+from duosync.service.runtime.tasks import run_spec
+from duosync.service.store.metadata import MetadataStore
 from duosync.specfile import load_spec
 from tests.helpers import admin_connection, query, run_sql
 from tests.integration.test_copy import FIDELITY, _canonical

@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from duosync.config import Endpoint
-from duosync.service.store import MetadataStore
-from duosync.service.tasks import run_spec
+from duosync.service.runtime.tasks import run_spec
+from duosync.service.store.metadata import MetadataStore
 from duosync.spec import TaskSpec
 from duosync.specfile import parse_spec
 from duosync.verify import VerifyReport, render, verify_task

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from duosync.service.twoway import reverse_spec
+from duosync.service.phases.twoway import reverse_spec
 from duosync.spec import ConflictPolicy, Side
 from duosync.specfile import parse_spec
 from duosync.sync.convergence import Part, Version, arbiter_side, decide, role_of

@@ -16,11 +16,11 @@ from duosync.config import Endpoint
 from duosync.endpoints.mysql.connection import OCEANBASE_INVALID_ARGUMENT_GIVE_UP, translate
 from duosync.errors import DataError, FatalError, RetriableError
 from duosync.retrying import CAP, FIRST, backoff, retry_call
-from duosync.service import healing
-from duosync.service.live import Live
-from duosync.service.runner import reached_phase
-from duosync.service.states import State
-from duosync.service.store import MetadataStore
+from duosync.service.runtime import healing
+from duosync.service.runtime.live import Live
+from duosync.service.runtime.runner import reached_phase
+from duosync.service.runtime.states import State
+from duosync.service.store.metadata import MetadataStore
 from duosync.spec import Options, parse_duration
 
 # -- back-off ------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import sys
 import pytest
 from rich.file_proxy import FileProxy
 
-from duosync.service.progress import (
+from duosync.service.runtime.progress import (
     PlainProgress,
     RichProgress,
     TablePlan,

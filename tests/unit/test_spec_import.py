@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from duosync.errors import ConfigError
-from duosync.service.stored import stored_spec
+from duosync.service.store.specs import stored_spec
 from duosync.spec import TaskSpec
 from duosync.spec_import import ImportedObject, parse_objects, read_objects
 from duosync.specfile import load_spec, parse_spec

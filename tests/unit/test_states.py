@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from duosync.errors import ConfigError
-from duosync.service import states
-from duosync.service.states import ACTIVE, TRANSITIONS, IllegalTransition, State
-from duosync.service.store import MetadataStore
+from duosync.service.runtime import states
+from duosync.service.runtime.states import ACTIVE, TRANSITIONS, IllegalTransition, State
+from duosync.service.store.metadata import MetadataStore
 
 
 def test_every_state_has_a_row_and_released_is_final() -> None:

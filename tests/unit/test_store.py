@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from duosync.errors import ConfigError, FatalError, RetriableError
-from duosync.service import store_backends
-from duosync.service.states import State
-from duosync.service.store import (
+from duosync.service.runtime.states import State
+from duosync.service.store import backends as store_backends
+from duosync.service.store.backends import ServerAddress, format_placeholders, open_backend
+from duosync.service.store.metadata import (
     DB_FILE,
     LATEST_VERSION,
     MIGRATIONS,
@@ -27,7 +28,6 @@ from duosync.service.store import (
     TaskNotFound,
     parse_store,
 )
-from duosync.service.store_backends import ServerAddress, format_placeholders, open_backend
 
 Check = Callable[[MetadataStore], None]
 #: the tests every backend must pass (see the module docstring)

@@ -11,7 +11,7 @@ from duosync.core.catalog import Column, Table
 from duosync.core.events import Op, RowChange, SchemaChange, Transaction
 from duosync.core.positions import BinlogPosition
 from duosync.errors import ConfigError
-from duosync.service.twoway import reverse_spec
+from duosync.service.phases.twoway import reverse_spec
 from duosync.spec import ConflictPolicy, MigrationType, Topology
 from duosync.specfile import parse_spec
 from duosync.sync.loopguard import LoopGuard

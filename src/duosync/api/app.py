@@ -3,7 +3,7 @@
 Every route under ``/api/v1`` and ``/metrics`` needs ``Authorization: Bearer
 TOKEN``; the console's static files do not (they hold no data, and the page asks
 for the token). The routes are thin: each calls one function of
-``service.tasks`` (the same the CLI calls) and shows the result through
+``service.runtime.tasks`` (the same the CLI calls) and shows the result through
 ``service.views``. Errors are JSON ``{"error", "task", "hint"}``: 404 for an
 unknown task, 409 for an action the task's state does not allow, 422 for invalid
 input, 502 when a database the action needs cannot be reached.
@@ -30,17 +30,18 @@ from duosync.api.cluster_routes import add_cluster_routes
 from duosync.api.metrics import metrics_text
 from duosync.cluster.runs import ClusterRuns
 from duosync.errors import ConfigError, DuosyncError
-from duosync.service import tasks, views
+from duosync.service import views
 from duosync.service.conflicts import task_conflicts
-from duosync.service.states import IllegalTransition
-from duosync.service.store import (
+from duosync.service.runtime import tasks
+from duosync.service.runtime.states import IllegalTransition
+from duosync.service.runtime.supervisor import Supervisor
+from duosync.service.store.metadata import (
     MetadataStore,
     StoreLocation,
     StoreUnavailable,
     TaskExists,
     TaskNotFound,
 )
-from duosync.service.supervisor import Supervisor
 from duosync.spec import ReverseOptions, TaskSpec
 from duosync.specfile import parse_spec
 from duosync.verify import verify_task

@@ -13,9 +13,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from duosync.service.states import State
-from duosync.service.store import MetadataStore
-from duosync.service.supervisor import Supervisor
+from duosync.service.runtime.states import State
+from duosync.service.runtime.supervisor import Supervisor
+from duosync.service.store.metadata import MetadataStore
 from duosync.sync.checkpoint import REFUSED
 
 

@@ -31,8 +31,8 @@ from duosync.cluster.coordinator import Coordinator
 from duosync.cluster.model import Assignment
 from duosync.cluster.placement import Move, NodeView, TaskDemand, plan
 from duosync.errors import DuosyncError
-from duosync.service.states import ACTIVE
-from duosync.service.store import MetadataStore, TaskRecord
+from duosync.service.runtime.states import ACTIVE
+from duosync.service.store.metadata import MetadataStore, TaskRecord
 from duosync.spec import Placement
 
 log = logging.getLogger(__name__)

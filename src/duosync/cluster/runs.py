@@ -32,12 +32,12 @@ from duosync.cluster.coordinator import Coordinator
 from duosync.cluster.leader import elect_and_lead
 from duosync.cluster.model import Assignment, NodeInfo
 from duosync.errors import DuosyncError
-from duosync.service.live import RemoteLive
-from duosync.service.states import ACTIVE
-from duosync.service.store import MetadataStore, StoreLocation
+from duosync.service.runtime.live import RemoteLive
+from duosync.service.runtime.states import ACTIVE
+from duosync.service.store.metadata import MetadataStore, StoreLocation
 
 if TYPE_CHECKING:
-    from duosync.service.supervisor import Supervisor
+    from duosync.service.runtime.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 

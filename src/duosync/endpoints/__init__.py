@@ -16,6 +16,9 @@ from duosync.endpoints.oceanbase.inspector import OceanBaseInspector
 from duosync.errors import ConfigError, DuosyncError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from duosync.core.catalog import Table
     from duosync.core.interfaces import ChunkSink, SnapshotReader
 
 
@@ -87,3 +90,13 @@ def open_chunk_sink(endpoint: Endpoint) -> ChunkSink:
     from duosync.endpoints.mysql.chunk_sink import MySQLChunkSink  # every family so far
 
     return MySQLChunkSink(endpoint)
+
+
+def check_row_filters(
+    endpoint: Endpoint, task: str, filters: Mapping[str, str], tables: Sequence[Table]
+) -> None:
+    """Each row filter of *task* names one of *tables* and is valid on *endpoint*
+    (the source); ``ConfigError`` naming the first that is not."""
+    from duosync.endpoints.mysql.filter_check import check_row_filters as check
+
+    check(endpoint, task, filters, tables)

@@ -15,7 +15,7 @@ events. What a task does with each (``options.routines``):
   replicated row reaches it: a task without incremental sync creates it after the
   full copy (the copy writes rows as they are, with no trigger in the way). A task
   with incremental sync creates it at cutover only (``duosync task cutover NAME``,
-  ``service.cutover``: the task paused, then released, so that nothing is
+  ``service.phases.cutover``: the task paused, then released, so that nothing is
   replicated into the table once the trigger exists).
 
 Definers are not kept: ``SHOW CREATE`` text is stripped of its ``DEFINER =`` clause

@@ -11,7 +11,7 @@ from typing import Any
 
 from duosync.config import Endpoint
 from duosync.errors import ConfigError
-from duosync.service.store import MetadataStore
+from duosync.service.store.metadata import MetadataStore
 from duosync.specfile import load_spec, parse_spec
 from duosync.sync.conflict_log import ConflictRecord, count_conflicts, list_conflicts
 

@@ -24,10 +24,10 @@ from duosync.endpoints.mysql.connection import connect, driver_errors
 from duosync.endpoints.oceanbase import capture
 from duosync.errors import ConfigError, FatalError
 from duosync.sandbox import Sandbox
-from duosync.service.live import Live
-from duosync.service.states import State
-from duosync.service.store import MetadataStore
-from duosync.service.tasks import run_reverse_foreground, run_spec
+from duosync.service.runtime.live import Live
+from duosync.service.runtime.states import State
+from duosync.service.runtime.tasks import run_reverse_foreground, run_spec
+from duosync.service.store.metadata import MetadataStore
 from duosync.specfile import parse_spec
 from duosync.sync.runner import SyncStats
 from duosync.verify import verify_task

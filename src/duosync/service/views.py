@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from duosync.config import Endpoint
-from duosync.service.live import Figures
-from duosync.service.runner import runnable
-from duosync.service.states import ACTIVE, State
-from duosync.service.store import MetadataStore, TaskRecord
-from duosync.service.stored import public_spec
-from duosync.service.twoway import REVERSE_SUFFIX
+from duosync.service.phases.twoway import REVERSE_SUFFIX
+from duosync.service.runtime.live import Figures
+from duosync.service.runtime.runner import runnable
+from duosync.service.runtime.states import ACTIVE, State
+from duosync.service.store.metadata import MetadataStore, TaskRecord
+from duosync.service.store.specs import public_spec
 
 #: events shown with a task (a task retrying for days writes thousands)
 HISTORY_LIMIT = 500

@@ -1,7 +1,7 @@
 """Which change stream feeds a task: the source's binlog, or OceanBase's trigger log.
 
 The kind of the start position decides, and it was chosen when the task first
-started (``service.migration``): a MySQL/MariaDB source gives binlog positions, an
+started (``service.phases.migration``): a MySQL/MariaDB source gives binlog positions, an
 OceanBase source trigger-log positions.
 """
 
@@ -38,7 +38,7 @@ def open_stream(
 ) -> ChangeStream:
     """The source's change stream from *start*, yielding rows of the selected tables,
     plus (with *markers*) the loop-guard marker rows: the trigger log holds them only
-    when capture was installed for a two-way sync (``service.positions``). Without
+    when capture was installed for a two-way sync (``service.phases.positions``). Without
     *ddl* (a reverse task), an OceanBase source reads no rows back around a schema
     change (``capture.schema_watch``). With *fragment_rows*, a larger transaction
     comes in ``Fragment``s of about that many rows."""

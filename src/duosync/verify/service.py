@@ -25,9 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from duosync.config import Flavor
 from duosync.core.catalog import Catalog
-from duosync.endpoints import open_inspector
+from duosync.endpoints import check_row_filters, open_inspector
 from duosync.errors import ConfigError, DuosyncError
-from duosync.service.prechecks import check_filters
 from duosync.spec import DmlKind, MigrationType, TaskSpec
 from duosync.verify.pairs import TablePair, Unpaired, build_pairs
 from duosync.verify.recheck import recheck as recheck_rows
@@ -125,7 +124,7 @@ def _prepare(spec: TaskSpec) -> list[TableState]:
             endpoint=spec.source.display,
         )
     if spec.filters:
-        check_filters(spec, tables)
+        check_row_filters(spec.source, spec.name, spec.filters, tables)
     states: list[TableState] = []
     for entry in build_pairs(spec, source, target, source_flavor, target_flavor):
         if isinstance(entry, Unpaired):

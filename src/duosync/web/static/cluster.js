@@ -15,7 +15,7 @@ window.duosync.cluster = (function (ds) {
     ApiError, Unauthorized, api, app, poll, generation,
   } = ds;
 
-  // the states in which a task should run on some node (service/states.py ACTIVE)
+  // the states in which a task should run on some node (service/runtime/states.py ACTIVE)
   const ACTIVE = new Set(["prechecking", "schema_migration", "full_migration", "incremental_running", "incremental_monitoring"]);
 
   // ------------------------------------------------------ this node, the tab

@@ -26,7 +26,7 @@ from duosync.endpoints.mysql.connection import Connection, driver_errors
 from duosync.endpoints.mysql.dialect import quote_ident, quote_literal
 from duosync.endpoints.mysql.inspector import OMS_DATABASE
 from duosync.errors import DuosyncError
-from duosync.service.prechecks import CheckResult, Status
+from duosync.service.prechecks.checks import CheckResult, Status
 from duosync.spec import MigrationType, TaskSpec
 
 ALL = "ALL PRIVILEGES"

@@ -21,12 +21,12 @@ from duosync.core.catalog import Table
 from duosync.core.positions import position_from
 from duosync.endpoints import open_inspector
 from duosync.errors import ConfigError
-from duosync.service import prechecks
-from duosync.service.live import Live
-from duosync.service.positions import start_position
-from duosync.service.states import INCREMENTAL, State
-from duosync.service.store import MetadataStore
-from duosync.service.stored import stored_spec
+from duosync.service.phases.positions import start_position
+from duosync.service.prechecks import checks as prechecks
+from duosync.service.runtime.live import Live
+from duosync.service.runtime.states import INCREMENTAL, State
+from duosync.service.store.metadata import MetadataStore
+from duosync.service.store.specs import stored_spec
 from duosync.spec import (
     ConflictPolicy,
     MigrationType,

@@ -14,8 +14,8 @@ import pymysql
 
 from duosync.config import Endpoint
 from duosync.core.catalog import Table
+from duosync.endpoints import check_row_filters
 from duosync.endpoints.mysql.connection import connect
-from duosync.endpoints.mysql.dialect import qualified
 from duosync.errors import ConfigError, DuosyncError
 from duosync.spec import TaskSpec
 from duosync.sync import checkpoint
@@ -106,28 +106,4 @@ def run(
 
 def check_filters(spec: TaskSpec, tables: list[Table]) -> None:
     """Every row filter names a selected table and is valid SQL on the source."""
-    selected = {t.qualified: t for t in tables}
-    conn = connect(spec.source)
-    try:
-        for key, condition in spec.filters.items():
-            if key not in selected:
-                raise ConfigError(
-                    f"filters: {key} is not a selected table on the source",
-                    task=spec.name,
-                    endpoint=spec.source.display,
-                )
-            t = selected[key]
-            try:
-                with conn.cursor() as cur:
-                    cur.execute(
-                        f"SELECT 1 FROM {qualified(t.database, t.name)} WHERE ({condition}) LIMIT 0"
-                    )
-            except Exception as exc:
-                raise ConfigError(
-                    f"row filter is not valid on the source: {exc}",
-                    task=spec.name,
-                    endpoint=spec.source.display,
-                    table=key,
-                ) from None
-    finally:
-        conn.close()
+    check_row_filters(spec.source, spec.name, spec.filters, tables)

@@ -3,7 +3,7 @@
 By default one SQLite file (``~/.duosync/duosync.db``); for a cluster of nodes, a
 database on a MariaDB/MySQL or PostgreSQL server that every node's processes share
 (``MetadataStore("mariadb://user:pass@host:3306/duosync")``). The SQL is written
-once, here, in SQLite's spelling; ``service.store_backends`` renders it for each
+once, here, in SQLite's spelling; ``service.store.backends`` renders it for each
 database and opens the connections.
 
 The schema is versioned: each migration runs in its own transaction together with
@@ -39,9 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from duosync.errors import ConfigError, FatalError
-from duosync.service import states
-from duosync.service.states import State
-from duosync.service.store_backends import (
+from duosync.service.runtime import states
+from duosync.service.runtime.states import State
+from duosync.service.store.backends import (
     BUSY_SECONDS,
     SQLiteBackend,
     StoreConnection,
@@ -50,7 +50,7 @@ from duosync.service.store_backends import (
     open_backend,
     parse_store,
 )
-from duosync.service.store_errors import (
+from duosync.service.store.errors import (
     IntegrityViolation,
     StoreUnavailable,
     rerun_on_conflict,
@@ -208,7 +208,7 @@ class TaskRecord:
     lease_until: float | None = None
     request: str | None = None
     error: str | None = None
-    #: the current streak of retried failures (``service.healing``); 0: healthy
+    #: the current streak of retried failures (``service.runtime.healing``); 0: healthy
     retry_attempts: int = 0
     retry_since: float | None = None
     retry_next: float | None = None

@@ -1,7 +1,7 @@
 """Where the metadata store lives: a SQLite file, or a MariaDB/MySQL or PostgreSQL
 database shared by the nodes of a cluster.
 
-``service.store`` writes its SQL once, in SQLite's spelling with ``?`` placeholders;
+``service.store.metadata`` writes its SQL once, in SQLite's spelling with ``?`` placeholders;
 a ``Backend`` supplies what differs by database: how a connection is opened, the
 placeholder style (``render``), the column types of the migrations (``ddl``, named
 tokens such as ``{key}``), the upsert clause, where the schema version is kept, the
@@ -42,7 +42,7 @@ import pymysql.constants.CLIENT
 from duosync.config import Endpoint, Flavor, redact_url
 from duosync.endpoints.mysql.connection import translate as translate_mysql
 from duosync.errors import ConfigError, DuosyncError, FatalError, RetriableError
-from duosync.service.store_errors import (
+from duosync.service.store.errors import (
     IntegrityViolation,
     StoreConflict,
     StoreUnavailable,

@@ -50,12 +50,12 @@ from duosync.schema.ddl import (
 )
 from duosync.schema.routines import Planned, Stage
 from duosync.schema.translate import Note, translate_table, translate_view
-from duosync.service import prechecks
-from duosync.service.live import Live
-from duosync.service.positions import position_now, start_position
-from duosync.service.progress import TablePlan, make_progress
-from duosync.service.states import INCREMENTAL, State
-from duosync.service.store import MetadataStore
+from duosync.service.phases.positions import position_now, start_position
+from duosync.service.prechecks import checks as prechecks
+from duosync.service.runtime.live import Live
+from duosync.service.runtime.progress import TablePlan, make_progress
+from duosync.service.runtime.states import INCREMENTAL, State
+from duosync.service.store.metadata import MetadataStore
 from duosync.spec import MigrationType, NonEmptyTarget, TaskSpec, Topology
 from duosync.sync.checkpoint import Tenure
 from duosync.sync.convergence import role_of
@@ -70,7 +70,7 @@ CHECKED_AFTER_STREAM = "checked_after"
 
 Say = Callable[[str], None]
 
-#: the pre-check item about non-empty target tables (service.precheck_items)
+#: the pre-check item about non-empty target tables (service.prechecks.items)
 NON_EMPTY_CHECK = "target.non_empty_tables"
 
 
@@ -104,7 +104,7 @@ def run_phases(
     tenure: Tenure | None = None,
 ) -> MigrationReport:
     """Run the task's phases in order, from the one its state in *store* names (the
-    task runner, ``service.runner``, holds it there); with incremental, keep syncing
+    task runner, ``service.runtime.runner``, holds it there); with incremental, keep syncing
     until *stop* is set, then return at a checkpoint. *stats* and *live*
     (optional) are updated as it goes, for progress shown elsewhere.
 

@@ -15,7 +15,7 @@ from duosync.config import Endpoint, Flavor
 from duosync.core.catalog import Database, ServerInfo, Table
 from duosync.endpoints.mysql.connection import Connection, driver_errors
 from duosync.schema.translate import map_charset
-from duosync.service.prechecks import CheckResult, Status
+from duosync.service.prechecks.checks import CheckResult, Status
 from duosync.spec import TaskSpec
 
 #: rows per second assumed for the full copy when the task sets no rate: below what

@@ -24,9 +24,9 @@ from duosync.endpoints import open_inspector
 from duosync.errors import ConfigError
 from duosync.schema import routines
 from duosync.schema.routines import Outcome, Stage
-from duosync.service import tasks
-from duosync.service.states import ACTIVE, IllegalTransition, State
-from duosync.service.store import MetadataStore
+from duosync.service.runtime import tasks
+from duosync.service.runtime.states import ACTIVE, IllegalTransition, State
+from duosync.service.store.metadata import MetadataStore
 from duosync.spec import MigrationType, TaskSpec, Topology
 
 

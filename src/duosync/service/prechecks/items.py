@@ -30,9 +30,8 @@ from duosync.endpoints.mysql.filter_eval import FilterEvaluator, FilterTable
 from duosync.endpoints.mysql.inspector import MySQLInspector
 from duosync.errors import ConfigError, DuosyncError, FatalError
 from duosync.schema import routines
-from duosync.service import precheck_privileges as privileges
-from duosync.service import precheck_server as server
-from duosync.service.prechecks import (
+from duosync.service.prechecks import privileges, server
+from duosync.service.prechecks.checks import (
     CheckResult,
     Status,
     check_filters,

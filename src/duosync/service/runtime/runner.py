@@ -1,7 +1,7 @@
 """Running one task: its pre-checks, then its phases, under a lease in the store.
 
 A ``TaskRun`` runs the task the store says is active (prechecking or a phase): the
-service functions (``service.tasks``) only move states; whoever runs the task
+service functions (``service.runtime.tasks``) only move states; whoever runs the task
 (``duosync migrate`` in the foreground, or ``duosync serve``'s runner threads)
 does it here, so both behave the same.
 
@@ -12,7 +12,7 @@ gone) is taken over and resumed where its checkpoints say. The renewing thread
 also reads requests other processes leave in the store (``pause``) and stops the
 run at its next checkpoint.
 
-Healing (``service.healing``): a phase that fails with a ``RetriableError`` is
+Healing (``service.runtime.healing``): a phase that fails with a ``RetriableError`` is
 run again after a back-off, resuming from its checkpoints, for as long as the
 task's ``options.retry_for`` allows; the streak (attempts, last error, next
 attempt) is kept on the task in the store and each retry and recovery is a task
@@ -46,13 +46,13 @@ from dataclasses import dataclass, field
 from duosync.config import Endpoint
 from duosync.endpoints import escaped_driver_error
 from duosync.errors import ConfigError, DuosyncError, FatalError, Fenced, RetriableError
-from duosync.service import healing
-from duosync.service.live import Live
-from duosync.service.migration import MigrationReport, run_phases
-from duosync.service.prechecks import CheckResult, Status
-from duosync.service.states import ACTIVE, INCREMENTAL, State
-from duosync.service.store import MetadataStore, StoreLocation, TaskRecord
-from duosync.service.twoway import forward_of, run_reverse
+from duosync.service.phases.migration import MigrationReport, run_phases
+from duosync.service.phases.twoway import forward_of, run_reverse
+from duosync.service.prechecks.checks import CheckResult, Status
+from duosync.service.runtime import healing
+from duosync.service.runtime.live import Live
+from duosync.service.runtime.states import ACTIVE, INCREMENTAL, State
+from duosync.service.store.metadata import MetadataStore, StoreLocation, TaskRecord
 from duosync.spec import MigrationType, TaskSpec
 from duosync.sync.checkpoint import Tenure
 
@@ -100,7 +100,7 @@ def runnable(record: TaskRecord) -> bool:
     )
 
 
-#: see ``service.tasks.Prechecks``
+#: see ``service.runtime.tasks.Prechecks``
 PrecheckFn = Callable[[TaskSpec, frozenset[str]], list[CheckResult]]
 
 

@@ -22,15 +22,15 @@ from typing import Any
 
 from duosync.endpoints import open_inspector
 from duosync.errors import ConfigError
-from duosync.service import states
-from duosync.service.live import Live
-from duosync.service.migration import MigrationReport
-from duosync.service.prechecks import CheckResult
-from duosync.service.runner import PAUSE, TaskRun, owner_dead, runnable
-from duosync.service.states import ACTIVE, INCREMENTAL, IllegalTransition, State
-from duosync.service.store import MetadataStore, TaskRecord
-from duosync.service.stored import stored_spec
-from duosync.service.twoway import check_forward, forward_of, reverse_spec
+from duosync.service.phases.migration import MigrationReport
+from duosync.service.phases.twoway import check_forward, forward_of, reverse_spec
+from duosync.service.prechecks.checks import CheckResult
+from duosync.service.runtime import states
+from duosync.service.runtime.live import Live
+from duosync.service.runtime.runner import PAUSE, TaskRun, owner_dead, runnable
+from duosync.service.runtime.states import ACTIVE, INCREMENTAL, IllegalTransition, State
+from duosync.service.store.metadata import MetadataStore, TaskRecord
+from duosync.service.store.specs import stored_spec
 from duosync.spec import MigrationType, ReverseOptions, TaskSpec, Topology
 from duosync.specfile import parse_spec
 
@@ -44,7 +44,7 @@ _RESUMABLE = (State.SCHEMA_MIGRATION, State.FULL_MIGRATION, State.INCREMENTAL_RU
 
 
 def default_prechecks(spec: TaskSpec, own: frozenset[str] = frozenset()) -> list[CheckResult]:
-    from duosync.service.precheck_items import task_prechecks
+    from duosync.service.prechecks.items import task_prechecks
 
     return task_prechecks(spec, own_tables=own)
 

@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from duosync.service.progress import Progress
+from duosync.service.runtime.progress import Progress
 from duosync.sync.runner import SyncStats
 
 #: seconds over which rows/s and bytes/s are measured
@@ -66,7 +66,7 @@ class Live:
     copied_bytes: int = 0
     copied_chunks: int = 0
     sync: SyncStats = field(default_factory=SyncStats)
-    #: whether the run is in a streak of retried failures (service.healing)
+    #: whether the run is in a streak of retried failures (service.runtime.healing)
     retrying: bool = False
     _samples: deque[tuple[float, int, int]] = field(default_factory=lambda: deque(maxlen=64))
     chart: deque[ChartPoint] = field(default_factory=lambda: deque(maxlen=CHART_POINTS))

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from duosync.errors import DuosyncError
-from duosync.service.live import Figures
-from duosync.service.runner import TaskRun, runnable
-from duosync.service.store import MetadataStore, StoreLocation
-from duosync.service.tasks import Prechecks, default_prechecks
+from duosync.service.runtime.live import Figures
+from duosync.service.runtime.runner import TaskRun, runnable
+from duosync.service.runtime.tasks import Prechecks, default_prechecks
+from duosync.service.store.metadata import MetadataStore, StoreLocation
 
 if TYPE_CHECKING:
     from duosync.cluster.runs import ClusterRuns

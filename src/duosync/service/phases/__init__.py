@@ -1,0 +1,1 @@
+"""A task's phases: schema and full migration, positions, two-way pairs, cutover."""

@@ -1,0 +1,1 @@
+"""Pre-checks: the items a task runs before it starts, and their verdicts."""

@@ -1,0 +1,1 @@
+"""Running tasks: the task service, runner and supervisor, states, healing, live figures."""
