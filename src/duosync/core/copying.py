@@ -51,6 +51,9 @@ class ChunkForm(StrEnum):
     MYSQL_VALUES = "mysql_values"
     #: ``LOAD DATA`` lines: tab-separated fields, backslash escapes, ``\N`` for NULL
     MYSQL_LOAD_LINES = "mysql_load_lines"
+    #: PostgreSQL ``COPY`` text: tab-separated fields, backslash escapes, ``\N`` for
+    #: NULL, bytea as ``\x`` hex
+    PG_COPY_TEXT = "pg_copy_text"
     #: the server's text of each value (bytes for binary types), as Python tuples
     ROWS = "rows"
 

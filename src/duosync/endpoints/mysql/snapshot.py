@@ -3,7 +3,8 @@
 The full copy's hot loop is "read a row, escape every value, write it out". Done in
 Python that costs microseconds per value and holds the GIL, so parallel threads do
 not help. Instead the source renders each row in the form the target takes
-(``literals``: INSERT ``VALUES`` tuples; ``tsv``: ``LOAD DATA`` lines) and
+(``literals``: INSERT ``VALUES`` tuples; ``tsv``: ``LOAD DATA`` lines; ``pg_copy``:
+PostgreSQL ``COPY`` text) and
 concatenates a whole chunk with ``GROUP_CONCAT``: Python receives one value per
 chunk and forwards it unchanged. ``ROWS`` (the ``ignore`` mode) reads the server's
 text of each value through a connection without result converters.
@@ -19,7 +20,7 @@ import pymysql
 from duosync.config import Endpoint
 from duosync.core.catalog import Table
 from duosync.core.copying import Chunk, ChunkData, ChunkForm, CopyJob, KeyedRow, Rendered
-from duosync.endpoints.mysql import literals, tsv
+from duosync.endpoints.mysql import literals, pg_copy, tsv
 from duosync.endpoints.mysql.connection import translate
 from duosync.endpoints.mysql.dialect import qualified, quote_ident
 from duosync.endpoints.mysql.ranges import plan_chunks, range_condition
@@ -65,11 +66,8 @@ class MySQLSnapshotReader:
             if form is ChunkForm.ROWS:
                 return self._rows(job, chunk)
             self._set_limit(limit)
-            names = [s for s, _ in job.columns]
-            if form is ChunkForm.MYSQL_LOAD_LINES:
-                expr, separator = tsv.line_expr(job.source, names), b"\n"
-            else:
-                expr, separator = literals.row_expr(job.source, names), b","
+            expr = _row_expr(job, form)
+            separator = b"," if form is ChunkForm.MYSQL_VALUES else b"\n"
             pieces = self._rendered(job, chunk, limit, expr, separator)
         except pymysql.err.MySQLError as exc:
             raise self._error(exc, job.name) from None
@@ -77,9 +75,7 @@ class MySQLSnapshotReader:
         return ChunkData(form, rows, nbytes, pieces=pieces)
 
     def read_keyed(self, job: CopyJob, chunk: Chunk, form: ChunkForm) -> list[KeyedRow]:
-        if form is not ChunkForm.MYSQL_VALUES:
-            raise ValueError(f"rows one by one are rendered as INSERT values, not {form}")
-        row = literals.row_expr(job.source, [s for s, _ in job.columns])
+        row = _row_expr(job, form)
         keys = ", ".join(quote_ident(k) for k in job.key) or "NULL"
         where, args = _chunk_where(job, chunk)
         table = qualified(job.source.database, job.source.name)
@@ -146,6 +142,18 @@ class MySQLSnapshotReader:
             cur.execute(f"SELECT {cols} FROM {table} WHERE {where}", args)
             rows = list(cur.fetchall())
         return ChunkData(ChunkForm.ROWS, len(rows), _row_bytes(rows), typed=rows)
+
+
+def _row_expr(job: CopyJob, form: ChunkForm) -> str:
+    """SQL rendering one source row of *job* in *form* (not ``ROWS``)."""
+    names = [s for s, _ in job.columns]
+    if form is ChunkForm.MYSQL_VALUES:
+        return literals.row_expr(job.source, names)
+    if form is ChunkForm.MYSQL_LOAD_LINES:
+        return tsv.line_expr(job.source, names)
+    if form is ChunkForm.PG_COPY_TEXT:
+        return pg_copy.line_expr(job.source, names)
+    raise ValueError(f"rows are not rendered in form {form}")
 
 
 def _chunk_where(job: CopyJob, chunk: Chunk) -> tuple[str, list[Any]]:
