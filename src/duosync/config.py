@@ -33,12 +33,15 @@ class Flavor(StrEnum):
     MYSQL = "mysql"
     MARIADB = "mariadb"
     OCEANBASE = "oceanbase"
+    #: PostgreSQL: a target of schema and full migration so far (``spec`` says so)
+    POSTGRESQL = "postgresql"
 
 
 DEFAULT_PORTS: dict[Flavor, int] = {
     Flavor.MYSQL: 3306,
     Flavor.MARIADB: 3306,
     Flavor.OCEANBASE: 2881,
+    Flavor.POSTGRESQL: 5432,
 }
 
 # Query parameters a URL may carry; anything else is a typo we refuse.
@@ -161,7 +164,8 @@ def _parse_url(url: str) -> dict[str, Any]:
     def bad(why: str) -> ConfigError:
         return ConfigError(
             f"invalid endpoint URL {shown!r}: {why}",
-            hint="expected mysql|mariadb|oceanbase://user[:password]@host[:port][/database]",
+            hint="expected mysql|mariadb|oceanbase|postgresql://user[:password]@host[:port]"
+            "[/database]",
         )
 
     if "@" in url and url.count("@") > 1:

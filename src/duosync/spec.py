@@ -312,10 +312,32 @@ class TaskSpec(SpecModel):
                         f" change of the table, and this one cannot be: {problem}. Write"
                         " a condition on the row's columns only, or remove 'incremental'"
                     )
+        self._check_postgresql()
         self._check_two_way()
         self._check_convergence()
         self._check_known_targets()
         return self
+
+    def _check_postgresql(self) -> None:
+        """What a PostgreSQL endpoint can do so far: be the target of schema and
+        full migration (incremental sync and PostgreSQL sources come next)."""
+        if self.source.flavor is Flavor.POSTGRESQL:
+            raise ValueError(
+                "source: a PostgreSQL source is not supported yet; PostgreSQL can be a"
+                " target of schema and full migration"
+            )
+        if self.target.flavor is not Flavor.POSTGRESQL:
+            return
+        if MigrationType.INCREMENTAL in self.types or self.topology is Topology.TWO_WAY:
+            raise ValueError(
+                "types: incremental sync to a PostgreSQL target is not supported yet;"
+                " give types: [schema, full]"
+            )
+        if self.options.non_empty_target is NonEmptyTarget.IGNORE:
+            raise ValueError(
+                "options.non_empty_target: ignore is not supported for a PostgreSQL"
+                " target yet; empty the target tables and use stop"
+            )
 
     def _check_convergence(self) -> None:
         """The converging policies' options (``sync.convergence``)."""

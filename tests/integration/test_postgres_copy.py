@@ -6,9 +6,7 @@ chunk whole and is named by its key."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,6 @@ import psycopg
 import pytest
 
 from duosync.config import Endpoint
-from duosync.core.catalog import Table
 from duosync.core.copying import ChunkForm, CopyJob
 from duosync.endpoints.mysql.snapshot import MySQLSnapshotReader
 from duosync.endpoints.postgres.chunk_sink import PostgresChunkSink
@@ -24,6 +21,7 @@ from duosync.endpoints.postgres.ddl import create_schema_sql, table_ddl
 from duosync.errors import DataError
 from duosync.service.phases.inspection import inspect_endpoint
 from tests.helpers import query, run_sql
+from tests.helpers_postgres import mysql_rows, pg_rows
 
 pytestmark = pytest.mark.integration
 
@@ -83,56 +81,6 @@ def _copy(mariadb1: Endpoint, postgres: str, job: CopyJob) -> int:
         sink.close()
 
 
-def _mysql_rows(endpoint: Endpoint, table: Table) -> list[tuple[Any, ...]]:
-    exprs = []
-    for c in table.columns:
-        q = f"`{c.name}`"
-        if c.data_type == "float":
-            exprs.append(f"CAST({q} AS DOUBLE)")
-        elif c.data_type == "bit":
-            exprs.append(f"LPAD(BIN({q}+0), {c.length}, '0')")
-        else:
-            exprs.append(q)
-    rows = query(endpoint, f"SELECT {', '.join(exprs)} FROM `{table.database}`.`{table.name}`")
-    return sorted((_canonical(table, r, json_text=True) for r in rows), key=lambda r: r[0])
-
-
-def _pg_rows(pg: psycopg.Connection[Any], table: Table) -> list[tuple[Any, ...]]:
-    exprs = []
-    for c in table.columns:
-        q = f'"{c.name}"'
-        if c.data_type == "float":
-            exprs.append(f"{q}::float8")
-        elif c.data_type == "bit":
-            exprs.append(f"{q}::text")
-        else:
-            exprs.append(q)
-    rows = pg.execute(
-        f'SELECT {", ".join(exprs)} FROM "{table.database}"."{table.name}"'
-    ).fetchall()
-    return sorted((_canonical(table, r, json_text=False) for r in rows), key=lambda r: r[0])
-
-
-def _canonical(table: Table, row: Any, *, json_text: bool) -> tuple[Any, ...]:
-    """Values as Python compares them across the two drivers: CHAR without its
-    padding, timestamps as naive UTC, JSON parsed, integers for numeric keys."""
-    out = []
-    for col, value in zip(table.columns, row, strict=True):
-        if value is None:
-            out.append(None)
-        elif col.data_type == "char":
-            out.append(str(value).rstrip(" "))
-        elif isinstance(value, datetime) and value.tzinfo is not None:
-            out.append(value.replace(tzinfo=None) - (value.utcoffset() or value.utcoffset()))
-        elif col.data_type == "json":
-            out.append(json.loads(value) if json_text or isinstance(value, str) else value)
-        elif isinstance(value, bytearray | memoryview):
-            out.append(bytes(value))
-        else:
-            out.append(value)
-    return tuple(out)
-
-
 @pytest.mark.parametrize("source_name", ["mariadb1", "oceanbase1"])
 def test_every_fidelity_value_arrives_equal(
     source_name: str,
@@ -147,8 +95,8 @@ def test_every_fidelity_value_arrives_equal(
     job = _prepare(source, pg, db, "fidelity", chunk_rows=2)
     assert len(job.chunks) == 3
     assert _copy(source, postgres, job) == 4
-    want = _mysql_rows(source, job.source)
-    got = _pg_rows(pg, job.source)
+    want = mysql_rows(source, job.source)
+    got = pg_rows(pg, job.source)
     assert len(got) == 4
     for w, g in zip(want, got, strict=True):
         diffs = {c.name: (a, b) for c, a, b in zip(job.source.columns, w, g, strict=True) if a != b}

@@ -15,7 +15,13 @@ from pathlib import Path
 import duosync
 
 ENGINE = ("migrate", "sync", "verify", "schema", "service")
-FORBIDDEN = ("pymysql", "psycopg", "duosync.endpoints.mysql", "duosync.endpoints.oceanbase")
+FORBIDDEN = (
+    "pymysql",
+    "psycopg",
+    "duosync.endpoints.mysql",
+    "duosync.endpoints.oceanbase",
+    "duosync.endpoints.postgres",
+)
 
 #: engine modules still importing a family, as of the full copy's move behind
 #: ``SnapshotReader`` and ``ChunkSink``

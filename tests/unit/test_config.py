@@ -42,7 +42,12 @@ def test_scheme_gives_flavor_and_default_port(scheme: str, flavor: Flavor, port:
 
 
 def test_default_ports_table() -> None:
-    assert DEFAULT_PORTS == {Flavor.MYSQL: 3306, Flavor.MARIADB: 3306, Flavor.OCEANBASE: 2881}
+    assert DEFAULT_PORTS == {
+        Flavor.MYSQL: 3306,
+        Flavor.MARIADB: 3306,
+        Flavor.OCEANBASE: 2881,
+        Flavor.POSTGRESQL: 5432,
+    }
     assert set(DEFAULT_PORTS) == set(Flavor)
 
 

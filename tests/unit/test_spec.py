@@ -933,3 +933,35 @@ def test_full_migration_example_uses_every_feature() -> None:
     assert s.rename.table("shop", "orders") == ("shop_v2", "orders")
     assert s.select.matches("shop", "orders")
     assert not s.select.matches("shop", "tmp_x")
+
+
+# -- PostgreSQL endpoints (issue 19: a target of schema and full migration so far) --------
+
+PG = f"postgresql://app:{SECRET}@pg.example.com/appdb"
+
+
+def test_a_postgresql_target_of_schema_and_full_migration_is_accepted() -> None:
+    got = spec(target=PG, types=["schema", "full"])
+    assert got.target.flavor is Flavor.POSTGRESQL
+    assert got.target.port == 5432 and got.target.database == "appdb"
+    assert SECRET not in got.target.display
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        (
+            {"target": PG, "types": ["schema", "full", "incremental"]},
+            "incremental sync to a PostgreSQL target is not supported yet",
+        ),
+        (
+            {"target": PG, "types": ["full"], "options": {"non_empty_target": "ignore"}},
+            "non_empty_target: ignore is not supported for a PostgreSQL target yet",
+        ),
+        ({"source": PG, "types": ["schema", "full"]}, "a PostgreSQL source is not supported yet"),
+    ],
+)
+def test_what_postgresql_cannot_do_yet_is_refused_by_name(
+    overrides: dict[str, Any], says: str
+) -> None:
+    assert says in spec_error(**overrides)

@@ -10,7 +10,7 @@ and joins this module when a second family needs its own.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 from duosync.core.catalog import Catalog, ServerInfo, Table
@@ -127,6 +127,31 @@ class ChunkSink(Protocol):
     ) -> tuple[KeyedRow, str] | None:
         """Write *rows* one by one in a transaction that is rolled back; the first
         the target refuses, with the target's reason, or None."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class SchemaSink(Protocol):
+    """Creates tables on a target of another family than the source, and finishes
+    them after the copy (so far: PostgreSQL; MySQL-family targets use ``schema``).
+
+    Contract: ``create`` and ``finish`` are idempotent, so a task run again after a
+    crash does only what is missing; errors are ``DuosyncError`` subclasses naming
+    the endpoint and table."""
+
+    def exists(self, table: Table) -> bool: ...
+
+    def holds_rows(self, table: Table) -> bool:
+        """Whether *table* exists and has a row."""
+        ...
+
+    def create(self, table: Table) -> list[str]:
+        """Create *table* without its secondary indexes; notes on what changed."""
+        ...
+
+    def finish(self, tables: Sequence[Table], say: Callable[[str], None]) -> None:
+        """Indexes, identity sequences past the copied keys, foreign keys."""
         ...
 
     def close(self) -> None: ...

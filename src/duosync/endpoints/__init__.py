@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from duosync.core.catalog import Table
-    from duosync.core.interfaces import ChunkSink, SnapshotReader
+    from duosync.core.checks import CheckResult
+    from duosync.core.interfaces import ChunkSink, SchemaSink, SnapshotReader
 
 
 def detect_flavor(version_string: str, version_comment: str) -> Flavor:
@@ -34,6 +35,12 @@ def detect_flavor(version_string: str, version_comment: str) -> Flavor:
 
 def open_inspector(endpoint: Endpoint) -> MySQLInspector:
     """Connect to *endpoint* and return the inspector for the family it really is."""
+    if endpoint.flavor is Flavor.POSTGRESQL:
+        raise ConfigError(
+            f"{endpoint.display}: inspecting a PostgreSQL endpoint is not supported yet"
+            " (it can be the target of schema and full migration)",
+            endpoint=endpoint.display,
+        )
     conn = connect(endpoint)
     try:
         with driver_errors(endpoint):
@@ -87,9 +94,35 @@ def open_snapshot_reader(endpoint: Endpoint) -> SnapshotReader:
 
 def open_chunk_sink(endpoint: Endpoint) -> ChunkSink:
     """A full copy's writer to *endpoint* (one connection; ``ChunkSink``)."""
-    from duosync.endpoints.mysql.chunk_sink import MySQLChunkSink  # every family so far
+    if endpoint.flavor is Flavor.POSTGRESQL:
+        from duosync.endpoints.postgres.chunk_sink import PostgresChunkSink
+        from duosync.endpoints.postgres.connection import conninfo
+
+        return PostgresChunkSink(conninfo(endpoint), endpoint.display)
+    from duosync.endpoints.mysql.chunk_sink import MySQLChunkSink
 
     return MySQLChunkSink(endpoint)
+
+
+def open_schema_sink(endpoint: Endpoint) -> SchemaSink:
+    """The schema phase's writer to a PostgreSQL *endpoint* (``SchemaSink``)."""
+    if endpoint.flavor is not Flavor.POSTGRESQL:
+        raise ConfigError(
+            f"{endpoint.display}: a schema sink is for PostgreSQL targets",
+            endpoint=endpoint.display,
+        )
+    from duosync.endpoints.postgres.schema import PostgresSchemaSink
+
+    return PostgresSchemaSink(endpoint)
+
+
+def target_checks(
+    endpoint: Endpoint, tables: Sequence[tuple[str, str]], own: frozenset[tuple[str, str]]
+) -> list[CheckResult]:
+    """The ``target.*`` pre-check items of a PostgreSQL *endpoint* for *tables*."""
+    from duosync.endpoints.postgres.prechecks import target_checks as checks
+
+    return checks(endpoint, tables, own)
 
 
 def check_row_filters(

@@ -27,6 +27,8 @@ _TARGET_CHARSETS: dict[Flavor, frozenset[str] | None] = {
     Flavor.OCEANBASE: frozenset({"utf8mb4", "binary"}),
     Flavor.MARIADB: None,
     Flavor.MYSQL: None,
+    # PostgreSQL columns have no character set: the database's (UTF8) holds every one
+    Flavor.POSTGRESQL: None,
 }
 # Collations that exist on MySQL 8 only, with MariaDB's closest equivalent.
 _MARIADB_COLLATIONS = {

@@ -62,6 +62,12 @@ def verify_task(
     """
     if max_keys < 0:
         raise ConfigError("max_keys must not be negative", task=spec.name)
+    if spec.target.flavor is Flavor.POSTGRESQL:
+        raise ConfigError(
+            "verify of a PostgreSQL target is not supported yet",
+            task=spec.name,
+            endpoint=spec.target.display,
+        )
     started = time.monotonic()
     try:
         states = _prepare(spec)

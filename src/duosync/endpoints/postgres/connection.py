@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
+from duosync.config import Endpoint
 from duosync.errors import ConfigError, DataError, DuosyncError, FatalError, RetriableError
 
 #: SQLSTATE classes, by what the user (or the runner) should do about them
@@ -19,10 +21,31 @@ _RETRIABLE_CLASSES = ("08", "40", "53", "57")  # connection, rollback, resources
 _CONFIG_CLASSES = ("28", "3D", "42")  # authorization, unknown catalog, syntax/access
 
 
+def conninfo(endpoint: Endpoint) -> str:
+    """The libpq connection string of *endpoint* (its database, else ``postgres``).
+    It holds the password: never log or show it (``Endpoint.display`` instead)."""
+    return make_conninfo(
+        host=endpoint.host,
+        port=endpoint.port,
+        user=endpoint.user,
+        password=endpoint.resolved_password() or None,
+        dbname=endpoint.database or "postgres",
+        connect_timeout=max(1, int(endpoint.connect_timeout)),
+        application_name="duosync",
+    )
+
+
+def connect_endpoint(endpoint: Endpoint, *, autocommit: bool = False) -> psycopg.Connection[Any]:
+    """``connect`` to *endpoint*, named in errors by its display form."""
+    conn = connect(conninfo(endpoint), endpoint.display)
+    conn.autocommit = autocommit
+    return conn
+
+
 def connect(conninfo: str, display: str) -> psycopg.Connection[Any]:
     """One connection (autocommit off, explicit transactions); errors classified."""
     try:
-        conn = psycopg.connect(conninfo, connect_timeout=10)
+        conn = psycopg.connect(conninfo)
         with conn.cursor() as cur:
             cur.execute("SET TimeZone = 'UTC'")
             cur.execute("SET standard_conforming_strings = on")

@@ -30,10 +30,19 @@ _FK_ACTIONS = {"RESTRICT", "CASCADE", "SET NULL", "NO ACTION", "SET DEFAULT"}
 
 @dataclass
 class TableDdl:
-    """Statements creating one table on PostgreSQL, in order, and the notes."""
+    """Statements creating one table on PostgreSQL, and the notes.
 
-    statements: list[str] = field(default_factory=list)
+    ``create`` makes the table (with its primary key, CHECKs and comments);
+    ``indexes`` its secondary and unique indexes, built after the copy (COPY into
+    a table without them, then one sort per index, is the fast way to load)."""
+
+    create: list[str] = field(default_factory=list)
+    indexes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def statements(self) -> list[str]:
+        return self.create + self.indexes
 
 
 def index_name(table: str, index: str) -> str:
@@ -64,7 +73,7 @@ def table_ddl(table: Table) -> TableDdl:
     for index in table.indexes:
         sql = _index_sql(table, index, out)
         if sql:
-            statements.append(sql)
+            out.indexes.append(sql)
     if table.comment:
         statements.append(
             f"COMMENT ON TABLE {qualified(table.database, table.name)}"
@@ -79,7 +88,7 @@ def table_ddl(table: Table) -> TableDdl:
         note = map_column(col).note
         if note:
             out.notes.append(f"{where}.{col.name}: {note}")
-    out.statements = statements
+    out.create = statements
     return out
 
 
@@ -178,8 +187,9 @@ def _index_sql(table: Table, index: Index, out: TableDdl) -> str | None:
         keys.append(key + (" DESC" if part.descending else ""))
     unique = "UNIQUE " if index.unique else ""
     name = quote_ident(index_name(table.name, index.name))
+    # IF NOT EXISTS: built again after a crash, only what is missing is built
     return (
-        f"CREATE {unique}INDEX {name} ON {qualified(table.database, table.name)}"
+        f"CREATE {unique}INDEX IF NOT EXISTS {name} ON {qualified(table.database, table.name)}"
         f" ({', '.join(keys)})"
     )
 

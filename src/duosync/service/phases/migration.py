@@ -32,7 +32,7 @@ from duosync.config import Flavor
 from duosync.core.catalog import Catalog, ServerInfo, Table, View
 from duosync.core.copying import Chunk, ChunkResult, CopyJob, decode_key, encode_key
 from duosync.core.positions import position_from
-from duosync.endpoints import open_inspector, open_snapshot_reader
+from duosync.endpoints import open_inspector, open_schema_sink, open_snapshot_reader
 from duosync.endpoints.mysql.connection import connect, driver_errors
 from duosync.endpoints.mysql.dialect import qualified
 from duosync.errors import ConfigError, FatalError
@@ -112,9 +112,13 @@ def run_phases(
     done, and checking the target's tables against the source again would fail on
     a DDL change still on its way through the log. *tenure*: the cluster assignment
     the run holds, which fences incremental commits (``sync.checkpoint``)."""
+    live = live if live is not None else Live()
+    if spec.target.flavor is Flavor.POSTGRESQL:
+        from duosync.service.phases.to_postgres import run_postgres_phases
+
+        return run_postgres_phases(spec, store, say, stop, live)
     started = time.monotonic()
     report = MigrationReport()
-    live = live if live is not None else Live()
     if stats is not None:
         live.sync = stats
     resumed_in_sync = store.get_task(spec.name).state in INCREMENTAL
@@ -517,6 +521,14 @@ def _full_phase(
 
 
 def _refuse_non_empty(spec: TaskSpec, tables: list[Table]) -> None:
+    if spec.target.flavor is Flavor.POSTGRESQL:
+        sink = open_schema_sink(spec.target)
+        try:
+            busy = [t.qualified for t in tables if sink.holds_rows(t)]
+        finally:
+            sink.close()
+        _refuse_busy(spec, busy)
+        return
     conn = connect(spec.target)
     busy = []
     try:
@@ -535,6 +547,10 @@ def _refuse_non_empty(spec: TaskSpec, tables: list[Table]) -> None:
                     busy.append(t.qualified)
     finally:
         conn.close()
+    _refuse_busy(spec, busy)
+
+
+def _refuse_busy(spec: TaskSpec, busy: list[str]) -> None:
     if busy:
         raise FatalError(
             f"target tables are not empty: {', '.join(busy)}; nothing was copied",

@@ -7,13 +7,13 @@ This holds the checks two-way sync needs; the task service grows the list.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from enum import StrEnum
 
 import pymysql
 
 from duosync.config import Endpoint
 from duosync.core.catalog import Table
+from duosync.core.checks import CheckResult as CheckResult
+from duosync.core.checks import Status as Status
 from duosync.endpoints import check_row_filters
 from duosync.endpoints.mysql.connection import connect
 from duosync.errors import ConfigError, DuosyncError
@@ -21,22 +21,6 @@ from duosync.spec import TaskSpec
 from duosync.sync import checkpoint
 
 _PRIVILEGE_CODES = {1044, 1045, 1142, 1143, 1227}
-
-
-class Status(StrEnum):
-    PASS = "pass"
-    WARN = "warn"
-    FAIL = "fail"
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    name: str
-    status: Status
-    detail: str
-
-    def __str__(self) -> str:
-        return f"pre-check {self.name}: {self.status.value}: {self.detail}"
 
 
 def transaction_tables(endpoint: Endpoint, side: str) -> CheckResult:

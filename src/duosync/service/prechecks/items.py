@@ -23,7 +23,7 @@ from typing import Any
 
 from duosync.config import Endpoint, Flavor
 from duosync.core.catalog import Database, ServerInfo, Table, View
-from duosync.endpoints import open_inspector
+from duosync.endpoints import open_inspector, target_checks
 from duosync.endpoints.mysql.connection import Connection, connect, driver_errors
 from duosync.endpoints.mysql.dialect import qualified
 from duosync.endpoints.mysql.filter_eval import FilterEvaluator, FilterTable
@@ -89,6 +89,8 @@ def task_prechecks(
     what to do); DuosyncError only for bugs-free impossibilities. *own_tables* are
     source tables (``db.table``) whose copy the task itself has done or begun: rows
     their targets hold are the task's own (a task started again resumes there)."""
+    if spec.target.flavor is Flavor.POSTGRESQL:
+        return _to_postgres(spec, own_tables)
     source, target = _Side("source", spec.source), _Side("target", spec.target)
     try:
         results = [_connect(source), _connect(target), _version(source), _version(target)]
@@ -136,6 +138,29 @@ def task_prechecks(
     finally:
         source.close()
         target.close()
+
+
+def _to_postgres(spec: TaskSpec, own_tables: frozenset[str]) -> list[CheckResult]:
+    """The items of a task with a PostgreSQL target: the source's as for any task,
+    the target's from its endpoint package (connectivity, version, privileges,
+    encoding, non-empty tables)."""
+    source = _Side("source", spec.source)
+    try:
+        results = [_connect(source), _version(source)]
+        sel = _select(spec, source)
+        planned = [spec.rename.table(t.database, t.name) for t in sel.tables]
+        own = frozenset(spec.rename.table(*key.split(".", 1)) for key in own_tables if "." in key)
+        results += target_checks(spec.target, planned, own)
+        items: list[tuple[str, Sequence[_Side | _Selection], Callable[[], CheckResult]]] = [
+            ("source.privileges", [source, sel], lambda: _source_privileges(spec, source, sel)),
+            ("source.keyless_tables", [sel], lambda: _keyless(spec, sel)),
+            ("filters", [source, sel] if spec.filters else [], lambda: _filters(spec, sel)),
+        ]
+        if sel.problem is not None:
+            results.append(CheckResult("target.tables", Status.FAIL, f"not checked: {sel.problem}"))
+        return results + [_run(name, needs, check) for name, needs, check in items]
+    finally:
+        source.close()
 
 
 def _run(
