@@ -85,9 +85,14 @@ def table_ddl(table: Table) -> TableDdl:
                 f"COMMENT ON COLUMN {qualified(table.database, table.name)}."
                 f"{quote_ident(col.name)} IS {quote_literal(col.comment)}"
             )
+    # one note per kind of change, naming its columns (not one per column)
+    by_note: dict[str, list[str]] = {}
+    for col in table.columns:
         note = map_column(col).note
         if note:
-            out.notes.append(f"{where}.{col.name}: {note}")
+            by_note.setdefault(note, []).append(col.name)
+    for note, names in by_note.items():
+        out.notes.append(f"{where}.{','.join(names)}: {note}")
     out.create = statements
     return out
 

@@ -129,8 +129,8 @@ def _zero(kind: str) -> str:
 def _collation_note(col: Column) -> str:
     if col.collation and (col.collation.endswith("_ci") or "_ci_" in col.collation):
         return (
-            f"collation {col.collation} is case-insensitive; PostgreSQL's default is not:"
-            " keys that differ only by case, which the source cannot hold twice, stay"
-            " distinct, but lookups become case-sensitive"
+            f"collation {col.collation} is case-insensitive, PostgreSQL's default is not:"
+            " no key collides (the source holds none that differ only by case), but"
+            " lookups there are case-sensitive"
         )
     return ""
