@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from duosync.core.catalog import Table
 from duosync.endpoints.mysql.dialect import quote_ident
+from duosync.endpoints.mysql.tsv import escaped_text, tab_separated
 from duosync.endpoints.mysql.types import SPATIAL_TYPES
 
 _NUMERIC = frozenset(
@@ -42,14 +43,10 @@ def field_expr(table: Table, name: str) -> str:
     elif dt in _BINARY or dt in SPATIAL_TYPES or col.charset == "binary":
         text = f"CONCAT('\\\\\\\\x',HEX({q}))"
     else:
-        text = f"CONVERT({q} USING utf8mb4)"
-        for char, escaped in _ESCAPES:
-            text = f"REPLACE({text},'{char}','{escaped}')"
-        text = f"CONVERT({text} USING binary)"
+        text = escaped_text(q, _ESCAPES)
     return f"IFNULL({text},'\\\\N')"
 
 
 def line_expr(table: Table, names: Sequence[str]) -> str:
     """SQL giving one row as a COPY line (without its newline), binary character set."""
-    fields = ",".join(field_expr(table, n) for n in names)
-    return f"CONVERT(CONCAT_WS('\\t',{fields}) USING binary)"
+    return tab_separated([field_expr(table, n) for n in names])

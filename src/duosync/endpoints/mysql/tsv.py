@@ -56,19 +56,33 @@ def field_expr(table: Table, name: str) -> str:
     elif dt in _PLAIN:
         text = q
     else:
-        # Text, ENUM, SET, JSON: the special characters escaped, in one character set
-        # so that columns of different collations never meet in one CONCAT.
-        text = f"CONVERT({q} USING utf8mb4)"
-        for char, escaped in (("\\\\", "\\\\\\\\"), ("\\t", "\\\\t"), ("\\n", "\\\\n")):
-            text = f"REPLACE({text},'{char}','{escaped}')"
-        text = f"CONVERT({text} USING binary)"
+        # Text, ENUM, SET, JSON: the special characters escaped
+        text = escaped_text(q, _ESCAPES)
     return f"IFNULL({text},'\\\\N')"
+
+
+#: (character, its escape) as SQL string literals, the backslash first
+_ESCAPES = (("\\\\", "\\\\\\\\"), ("\\t", "\\\\t"), ("\\n", "\\\\n"))
+
+
+def escaped_text(column: str, escapes: Sequence[tuple[str, str]]) -> str:
+    """SQL giving text column *column* in utf8mb4 with each character of *escapes*
+    replaced by its escape, in the binary character set (so that columns of
+    different collations never meet in one CONCAT)."""
+    text = f"CONVERT({column} USING utf8mb4)"
+    for char, escaped in escapes:
+        text = f"REPLACE({text},'{char}','{escaped}')"
+    return f"CONVERT({text} USING binary)"
+
+
+def tab_separated(fields: Sequence[str]) -> str:
+    """SQL joining field expressions (never NULL) into one line, binary character set."""
+    return f"CONVERT(CONCAT_WS('\\t',{','.join(fields)}) USING binary)"
 
 
 def line_expr(table: Table, names: Sequence[str]) -> str:
     """SQL giving one row as a line (without its newline) in the binary character set."""
-    fields = ",".join(field_expr(table, n) for n in names)
-    return f"CONVERT(CONCAT_WS('\\t',{fields}) USING binary)"
+    return tab_separated([field_expr(table, n) for n in names])
 
 
 def load_statement(

@@ -127,16 +127,7 @@ def run_phases(
             _check_capture(spec, src_insp.server_info())
         source = src_insp.catalog(spec.select.candidate_databases(src_insp.list_databases()))
         target_flavor = Flavor(tgt_insp.server_info().flavor)
-        spec.check_catalog(source)
-        tables = spec.selected_tables(source)
-        views = spec.selected_views(source)
-        if not tables and not views:
-            raise ConfigError(
-                "the selection matches no table or view on the source",
-                task=spec.name,
-                endpoint=spec.source.display,
-            )
-        prechecks.check_filters(spec, tables)
+        tables, views = selected_objects(spec, source)
         plans: list[tuple[Table, Table]] = []
         for t in tables:
             translated, notes = translate_table(t, target=target_flavor, renames=spec.rename)
@@ -224,6 +215,22 @@ def run_phases(
         )
     report.seconds = time.monotonic() - started
     return report
+
+
+def selected_objects(spec: TaskSpec, source: Catalog) -> tuple[list[Table], list[View]]:
+    """The tables and views *spec* selects in the source's catalog; ``ConfigError``
+    when it selects nothing, or a row filter does not fit the source."""
+    spec.check_catalog(source)
+    tables = spec.selected_tables(source)
+    views = spec.selected_views(source)
+    if not tables and not views:
+        raise ConfigError(
+            "the selection matches no table or view on the source",
+            task=spec.name,
+            endpoint=spec.source.display,
+        )
+    prechecks.check_filters(spec, tables)
+    return tables, views
 
 
 def _check_capture(spec: TaskSpec, info: ServerInfo) -> None:

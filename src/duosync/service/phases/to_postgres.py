@@ -21,10 +21,15 @@ from duosync.config import Flavor
 from duosync.core.catalog import Table
 from duosync.core.interfaces import SchemaSink
 from duosync.endpoints import open_inspector, open_schema_sink
-from duosync.errors import ConfigError, FatalError
+from duosync.errors import FatalError
 from duosync.schema.translate import Note, translate_table
-from duosync.service.phases.migration import MigrationReport, Say, _enter, _full_phase
-from duosync.service.prechecks import checks as prechecks
+from duosync.service.phases.migration import (
+    MigrationReport,
+    Say,
+    _enter,
+    _full_phase,
+    selected_objects,
+)
 from duosync.service.runtime.live import Live
 from duosync.service.runtime.states import State
 from duosync.service.store.metadata import MetadataStore
@@ -43,16 +48,7 @@ def run_postgres_phases(
     report = MigrationReport()
     with open_inspector(spec.source) as src_insp:
         source = src_insp.catalog(spec.select.candidate_databases(src_insp.list_databases()))
-    spec.check_catalog(source)
-    tables = spec.selected_tables(source)
-    views = spec.selected_views(source)
-    if not tables and not views:
-        raise ConfigError(
-            "the selection matches no table or view on the source",
-            task=spec.name,
-            endpoint=spec.source.display,
-        )
-    prechecks.check_filters(spec, tables)
+    tables, views = selected_objects(spec, source)
     plans: list[tuple[Table, Table]] = []
     for t in tables:
         translated, notes = translate_table(t, target=Flavor.POSTGRESQL, renames=spec.rename)
