@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from duosync.core.catalog import Column
+from duosync.endpoints.mysql.types import SPATIAL_TYPES  # the source's vocabulary
 from duosync.endpoints.postgres.dialect import quote_ident, quote_literal
 
 #: (signed type, unsigned type, unsigned maximum): the narrowest PostgreSQL integer
@@ -28,16 +29,6 @@ _INTEGERS: dict[str, tuple[str, str, int]] = {
 }
 _TEXT = {"tinytext", "text", "mediumtext", "longtext"}
 _BINARY = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"}
-SPATIAL = {
-    "geometry",
-    "point",
-    "linestring",
-    "polygon",
-    "multipoint",
-    "multilinestring",
-    "multipolygon",
-    "geometrycollection",
-}
 
 
 @dataclass(frozen=True)
@@ -96,7 +87,7 @@ def map_column(col: Column) -> PgType:
         return PgType("text", note="SET: its members as MySQL writes them, comma-separated")
     if dt == "json":
         return PgType("jsonb", note="JSON: jsonb normalises key order and whitespace")
-    if dt in SPATIAL:
+    if dt in SPATIAL_TYPES:
         return PgType(
             "bytea",
             note=f"{dt.upper()}: MySQL's internal value (SRID + WKB) as bytes; no PostGIS here",
