@@ -17,6 +17,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+#: our own bookkeeping database (a schema on PostgreSQL) on every endpoint: transaction
+#: tables, heartbeat, change log; never part of a user's selection
+OMS_DATABASE = "oms"
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

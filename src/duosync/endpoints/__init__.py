@@ -16,11 +16,12 @@ from duosync.endpoints.oceanbase.inspector import OceanBaseInspector
 from duosync.errors import ConfigError, DuosyncError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from duosync.core.catalog import Table
     from duosync.core.checks import CheckResult
-    from duosync.core.interfaces import ChunkSink, SchemaSink, SnapshotReader
+    from duosync.core.interfaces import ChangeStream, ChunkSink, SchemaSink, SnapshotReader
+    from duosync.core.positions import Position
 
 
 def detect_flavor(version_string: str, version_comment: str) -> Flavor:
@@ -133,3 +134,41 @@ def check_row_filters(
     from duosync.endpoints.mysql.filter_check import check_row_filters as check
 
     check(endpoint, task, filters, tables)
+
+
+def open_change_stream(
+    endpoint: Endpoint,
+    start: Position,
+    *,
+    consumer: str,
+    server_id: int,
+    tables: Callable[[str, str], bool],
+    databases: Callable[[], Sequence[str]],
+    say: Callable[[str], None],
+    ddl: bool = True,
+    fragment_rows: int | None = None,
+) -> ChangeStream:
+    """The change stream of source *endpoint* from *start*: its binlog for a binlog
+    position (read as replica *server_id*), else OceanBase's trigger log (read as
+    *consumer*, watching *databases* for new selected tables). *tables* says which
+    tables' rows are yielded (``core.interfaces.ChangeStream``)."""
+    from duosync.core.positions import BinlogPosition
+
+    if isinstance(start, BinlogPosition):
+        from duosync.endpoints.mysql.binlog import BinlogStream
+
+        return BinlogStream(
+            endpoint, start, server_id=server_id, tables=tables, fragment_rows=fragment_rows
+        )
+    from duosync.endpoints.oceanbase.capture import TriggerLogStream
+
+    return TriggerLogStream(
+        endpoint,
+        start,
+        consumer=consumer,
+        tables=tables,
+        databases=list(databases()),
+        say=say,
+        ddl=ddl,
+        fragment_rows=fragment_rows,
+    )

@@ -40,9 +40,9 @@ from typing import Any
 
 from pymysql.connections import Connection
 
+from duosync.core.catalog import OMS_DATABASE
 from duosync.core.positions import Position, position_from
 from duosync.endpoints.mysql.dialect import qualified, quote_ident
-from duosync.endpoints.mysql.inspector import OMS_DATABASE
 from duosync.errors import ConfigError, Fenced, RetriableError
 from duosync.sync import conflict_log, versions
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from duosync.config import Endpoint
+from duosync.core.catalog import OMS_DATABASE
 from duosync.core.positions import Position
 from duosync.endpoints.mysql.connection import connect, driver_errors
 from duosync.endpoints.mysql.dialect import qualified, quote_ident
-from duosync.endpoints.mysql.inspector import OMS_DATABASE
 
 TABLE = qualified(OMS_DATABASE, "duosync_conflict")
 

@@ -14,9 +14,9 @@ import pymysql
 from pymysql.connections import Connection
 
 from duosync.config import Endpoint
+from duosync.core.catalog import OMS_DATABASE
 from duosync.endpoints.mysql.connection import connect, translate
 from duosync.endpoints.mysql.dialect import qualified, quote_ident
-from duosync.endpoints.mysql.inspector import OMS_DATABASE
 from duosync.errors import DuosyncError
 
 TABLE = qualified(OMS_DATABASE, "duosync_heartbeat")

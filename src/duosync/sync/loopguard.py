@@ -12,8 +12,8 @@ lets it through, and on OceanBase it gets capture triggers like a data table.
 
 from __future__ import annotations
 
+from duosync.core.catalog import OMS_DATABASE
 from duosync.core.events import Fragment, RowChange, Transaction
-from duosync.endpoints.mysql.inspector import OMS_DATABASE
 
 #: the table whose rows mark a transaction as an applier's (database, table)
 MARKER_TABLE = (OMS_DATABASE, "duosync_checkpoint")

@@ -11,10 +11,8 @@ import zlib
 from collections.abc import Callable
 
 from duosync.core.interfaces import ChangeStream
-from duosync.core.positions import BinlogPosition, Position
-from duosync.endpoints import open_inspector
-from duosync.endpoints.mysql.binlog import BinlogStream
-from duosync.endpoints.oceanbase.capture import TriggerLogStream
+from duosync.core.positions import Position
+from duosync.endpoints import open_change_stream, open_inspector
 from duosync.spec import TaskSpec
 from duosync.sync.loopguard import is_marker_table
 from duosync.sync.mapping import Mapper
@@ -46,21 +44,16 @@ def open_stream(
     def wanted(database: str, table: str) -> bool:
         return mapper.selected(database, table) or (markers and is_marker_table(database, table))
 
-    if isinstance(start, BinlogPosition):
-        return BinlogStream(
-            spec.source,
-            start,
-            server_id=replica_server_id(spec.name),
-            tables=wanted,
-            fragment_rows=fragment_rows,
-        )
-    with open_inspector(spec.source) as insp:
-        # Watched for new tables that a database or rule selection matches.
-        databases = spec.select.candidate_databases(insp.list_databases())
-    return TriggerLogStream(
+    def databases() -> list[str]:
+        with open_inspector(spec.source) as insp:
+            # Watched for new tables that a database or rule selection matches.
+            return spec.select.candidate_databases(insp.list_databases())
+
+    return open_change_stream(
         spec.source,
         start,
         consumer=spec.name,
+        server_id=replica_server_id(spec.name),
         tables=wanted,
         databases=databases,
         say=say,

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from duosync.core.catalog import OMS_DATABASE
 from duosync.endpoints.mysql.dialect import qualified, quote_ident
-from duosync.endpoints.mysql.inspector import OMS_DATABASE
 
 TABLE = qualified(OMS_DATABASE, "duosync_row_version")
 

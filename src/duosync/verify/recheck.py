@@ -40,9 +40,9 @@ import pymysql
 from pymysql.connections import Connection
 
 from duosync.config import Endpoint, Flavor
+from duosync.core.catalog import OMS_DATABASE
 from duosync.core.positions import Position, position_from
 from duosync.endpoints.mysql.connection import driver_errors
-from duosync.endpoints.mysql.inspector import OMS_DATABASE
 from duosync.endpoints.mysql.position import current_position
 from duosync.endpoints.mysql.sessions import text_connect
 from duosync.errors import DuosyncError, RetriableError

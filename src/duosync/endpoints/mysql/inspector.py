@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from duosync.config import Endpoint
 from duosync.core.catalog import (
+    OMS_DATABASE,
     Catalog,
     Column,
     ColumnDefault,
@@ -33,8 +34,6 @@ from duosync.errors import ConfigError
 
 #: schemas that belong to the server, never to the user
 SYSTEM_DATABASES = frozenset({"information_schema", "mysql", "performance_schema", "sys"})
-#: our own bookkeeping database (transaction tables, heartbeat, change log)
-OMS_DATABASE = "oms"
 
 _CAPTURE_VARIABLES = (
     "log_bin",

@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from duosync.config import Endpoint
-from duosync.core.catalog import ServerInfo, Table, View
+from duosync.core.catalog import OMS_DATABASE, ServerInfo, Table, View
 from duosync.endpoints.mysql.connection import Connection, driver_errors
 from duosync.endpoints.mysql.dialect import quote_ident, quote_literal
-from duosync.endpoints.mysql.inspector import OMS_DATABASE
 from duosync.errors import DuosyncError
 from duosync.service.prechecks.checks import CheckResult, Status
 from duosync.spec import MigrationType, TaskSpec

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from duosync.core.catalog import OMS_DATABASE
 from duosync.endpoints.mysql.dialect import qualified, quote_ident
-from duosync.endpoints.mysql.inspector import OMS_DATABASE
 
 CHANGELOG = qualified(OMS_DATABASE, "duosync_changelog")
 VERSIONS = qualified(OMS_DATABASE, "duosync_capture_version")

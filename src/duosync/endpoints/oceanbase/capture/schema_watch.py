@@ -67,10 +67,9 @@ from typing import Any
 import pymysql
 
 from duosync.config import Flavor
-from duosync.core.catalog import Column
+from duosync.core.catalog import OMS_DATABASE, Column
 from duosync.core.events import Op, RowChange, SchemaChange
 from duosync.endpoints.mysql.dialect import qualified, quote_ident
-from duosync.endpoints.mysql.inspector import OMS_DATABASE
 from duosync.endpoints.oceanbase.capture import log
 from duosync.endpoints.oceanbase.capture.values import Decoder, decoder, value_expr
 from duosync.schema.compare import column_diff
